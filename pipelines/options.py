@@ -1,0 +1,136 @@
+"""Options of the screening pipeline (``earlyrisk run``).
+
+:class:`ScreeningOptions` is a Beam ``PipelineOptions`` view, so the same
+flags work from the CLI, from a Flex Template and from Python;
+:func:`validate` checks them before anything runs and raises
+:class:`OptionsError` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from corpora.simulate import SIMULATED_DIR
+from models.scorer import DEFAULT_DEDUPE_WINDOW
+from models.wire import ParseLimits
+from transforms.parse import KeySource
+from transforms.scoring import DEFAULT_STATE_TTL_S
+
+DEFAULT_INPUT = f"file://{SIMULATED_DIR / 'test.jsonl.gz'}"
+DEFAULT_OUTPUT = "duckdb://earlyrisk.duckdb"
+KEY_ENV = "EARLYRISK_PSEUDONYM_KEY"
+
+
+class OptionsError(ValueError):
+    """Bad option values; the message is a one-line reason."""
+
+
+def default_key_file() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "earlyrisk" / "pseudonym.key"
+
+
+class ScreeningOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser) -> None:
+        parser.add_argument(
+            "--input", default=DEFAULT_INPUT,
+            help="source URI: file://PATH.jsonl[.gz] (default: the bundled simulated test "
+                 "stream)")
+        parser.add_argument(
+            "--output", default=DEFAULT_OUTPUT,
+            help="sink URI: duckdb://PATH (default: duckdb://earlyrisk.duckdb)")
+        parser.add_argument(
+            "--model", default=None,
+            help="portable model directory (default: the bundled model)")
+        parser.add_argument(
+            "--threshold", type=float, default=0.5,
+            help="Incremental θ: alert when the user probability exceeds it (default 0.5)")
+        parser.add_argument(
+            "--max_alerts_per_user", "--max-alerts-per-user", type=int, default=1,
+            help="alerts per user; beyond the first, only on escalation to a more urgent "
+                 "priority band (default 1)")
+        parser.add_argument(
+            "--state_ttl_days", "--state-ttl-days", type=float,
+            default=DEFAULT_STATE_TTL_S / 86_400,
+            help="forget users quiet this long in event time (default 365)")
+        parser.add_argument(
+            "--dedupe_window", "--dedupe-window", type=int, default=DEFAULT_DEDUPE_WINDOW,
+            help="recent submission ids remembered per user to drop redeliveries "
+                 f"(default {DEFAULT_DEDUPE_WINDOW})")
+        parser.add_argument(
+            "--max_message_bytes", "--max-message-bytes", type=int,
+            default=ParseLimits.max_message_bytes,
+            help="larger messages are dead-lettered as too_large (default 1,000,000)")
+        parser.add_argument(
+            "--no_store_text", "--no-store-text", action="store_true", default=False,
+            help="do not keep the text of writings (table 'writings'); expert review then "
+                 "sees probabilities only")
+        parser.add_argument(
+            "--raw_user_ids", "--raw-user-ids", action="store_true", default=False,
+            help="store Reddit user names as they are instead of keyed-hash pseudonyms "
+                 "(an explicit opt-out of pseudonymisation)")
+        parser.add_argument(
+            "--pseudonym_key_file", "--pseudonym-key-file", default=None,
+            help=f"file holding the pseudonymisation key, used when ${KEY_ENV} is unset "
+                 f"(default: {default_key_file()}, created on first use)")
+
+
+def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
+    """Where the pseudonymisation key comes from; creates the default key file.
+
+    The key is read from ``$EARLYRISK_PSEUDONYM_KEY`` if set, else from the key
+    file; on a first local run the default key file is created (random, mode
+    0600) so that pseudonyms stay stable across runs on this machine.
+    """
+    if opts.raw_user_ids:
+        return KeySource()
+    if os.environ.get(KEY_ENV):
+        if len(os.environ[KEY_ENV].encode()) < 16:
+            raise OptionsError(f"${KEY_ENV} must be at least 16 bytes")
+        return KeySource(env_var=KEY_ENV)
+    path = Path(opts.pseudonym_key_file) if opts.pseudonym_key_file else default_key_file()
+    if not path.exists():
+        if opts.pseudonym_key_file or not create:
+            raise OptionsError(f"pseudonymisation key file {path} does not exist")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    if len(path.read_bytes().strip()) < 16:
+        raise OptionsError(f"pseudonymisation key in {path} is shorter than 16 bytes")
+    return KeySource(env_var=KEY_ENV, key_file=str(path))
+
+
+def validate(opts: ScreeningOptions) -> None:
+    """Raise OptionsError with a one-line reason for any bad value."""
+    from models.portable import ModelFormatError, PortableModel
+    from transforms.sinks import SinkURIError, parse_sink_uri
+    from transforms.sources import SourceURIError, parse_source_uri
+
+    if not 0.0 <= opts.threshold < 1.0:
+        raise OptionsError(f"--threshold must be in [0, 1), got {opts.threshold}")
+    if opts.max_alerts_per_user < 1:
+        raise OptionsError("--max-alerts-per-user must be at least 1")
+    if opts.state_ttl_days <= 0:
+        raise OptionsError("--state-ttl-days must be positive")
+    if opts.dedupe_window < 1:
+        raise OptionsError("--dedupe-window must be at least 1")
+    if opts.max_message_bytes < 1024:
+        raise OptionsError("--max-message-bytes must be at least 1024")
+    try:
+        scheme, location = parse_source_uri(opts.input)
+        if scheme == "file" and not any(ch in location for ch in "*?[") \
+                and not Path(location).exists():
+            raise OptionsError(f"--input: {location} does not exist")
+        parse_sink_uri(opts.output)
+    except (SourceURIError, SinkURIError) as e:
+        raise OptionsError(str(e)) from None
+    try:
+        PortableModel.load(opts.model)
+    except (ModelFormatError, OSError) as e:
+        raise OptionsError(f"--model: {e}") from None

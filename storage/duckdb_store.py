@@ -1,0 +1,129 @@
+"""The embedded store: DuckDB tables ``scores``, ``alerts``, ``dead_letters``.
+
+DDL is generated from :data:`models.records.TABLES` (``deploy/duckdb/schema.sql``
+is the same DDL, written out for readers and checked by a test). Inserts are
+idempotent: each table has a primary key and rows that are already there are
+ignored, so a retried or replayed write leaves one row.
+
+DuckDB allows one writing process per file. Within a process, every user of a
+path shares one connection (:func:`shared_connection`), which is how several
+sink DoFns of an in-process pipeline write to the same file.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from models.records import TABLES, Table
+
+DEFAULT_DB_PATH = Path("earlyrisk.duckdb")
+
+_DUCKDB_TYPES = {
+    "STRING": "VARCHAR",
+    "FLOAT64": "DOUBLE",
+    "INT64": "BIGINT",
+    "TIMESTAMP": "TIMESTAMP",  # UTC, by convention of the whole project
+}
+
+
+def table_ddl(table: Table) -> str:
+    cols = [f"    {c.name} {_DUCKDB_TYPES[c.type]}{'' if c.nullable else ' NOT NULL'}"
+            for c in table.columns]
+    cols.append(f"    PRIMARY KEY ({', '.join(table.primary_key)})")
+    return f"CREATE TABLE IF NOT EXISTS {table.name} (\n" + ",\n".join(cols) + "\n);"
+
+
+def schema_sql() -> str:
+    header = ("-- earlyrisk embedded store (DuckDB). Generated from models/records.py;\n"
+              "-- timestamps are UTC. Column meanings: README.md, 'Tables'.\n")
+    return header + "\n\n".join(table_ddl(t) for t in TABLES.values()) + "\n"
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for t in TABLES.values():
+        con.execute(table_ddl(t))
+
+
+_lock = threading.Lock()
+_shared: dict[str, list[Any]] = {}  # path -> [connection, refcount]
+
+
+def shared_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """A process-wide connection to ``path`` (schema ensured); release it after."""
+    key = str(Path(path).resolve())
+    with _lock:
+        entry = _shared.get(key)
+        if entry is None:
+            Path(key).parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(key)
+            ensure_schema(con)
+            entry = _shared[key] = [con, 0]
+        entry[1] += 1
+        return entry[0]
+
+
+def release_connection(path: str | Path) -> None:
+    key = str(Path(path).resolve())
+    with _lock:
+        entry = _shared.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] <= 0:
+            entry[0].close()
+            del _shared[key]
+
+
+def _arrow_table(table: Table, rows: Sequence[dict[str, Any]]):
+    import pyarrow as pa
+
+    arrays = []
+    for c in table.columns:
+        values = [r[c.name] for r in rows]
+        if c.type == "TIMESTAMP":
+            micros = pa.array([round(v * 1_000_000) for v in values], type=pa.int64())
+            arrays.append(micros.cast(pa.timestamp("us")))
+        elif c.type == "FLOAT64":
+            arrays.append(pa.array(values, type=pa.float64()))
+        elif c.type == "INT64":
+            arrays.append(pa.array(values, type=pa.int64()))
+        else:
+            arrays.append(pa.array(values, type=pa.string()))
+    return pa.Table.from_arrays(arrays, names=[c.name for c in table.columns])
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table_name: str,
+                rows: Iterable[dict[str, Any]]) -> int:
+    """Insert rows, ignoring any whose primary key is already present.
+
+    Returns the number of rows offered (after removing in-batch repeats).
+    """
+    table = TABLES[table_name]
+    unique: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        unique.setdefault(tuple(r[k] for k in table.primary_key), r)
+    if not unique:
+        return 0
+    batch = _arrow_table(table, list(unique.values()))
+    cols = ", ".join(c.name for c in table.columns)
+    with _lock:
+        con.register("_earlyrisk_batch", batch)
+        try:
+            con.execute(
+                f"INSERT OR IGNORE INTO {table.name} ({cols}) SELECT {cols} FROM _earlyrisk_batch"
+            )
+        finally:
+            con.unregister("_earlyrisk_batch")
+    return len(unique)
+
+
+def connect_readonly(path: str | Path) -> duckdb.DuckDBPyConnection:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no database at {p} (run 'earlyrisk run' first)")
+    return duckdb.connect(str(p), read_only=True)

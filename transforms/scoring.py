@@ -1,0 +1,206 @@
+"""Per-user stateful scoring and alerting.
+
+:class:`ScoreUsers` keys submissions by user and runs :class:`_ScoreUserDoFn`,
+which keeps one compact :class:`~models.scorer.UserState` per user in keyed
+state (the Beam-free scorer does all the arithmetic), and emits:
+
+* ``scores``: a :class:`~models.records.ScoreRecord` for every new writing;
+* ``alerts``: an :class:`~models.records.AlertRecord` when the decision policy
+  fires (the paper's Incremental θ by default, one alert per user);
+* ``dead_letters``: redelivered submissions (same id within the user's
+  dedupe window), which change no count and no probability;
+* ``writings``: the text of each scored writing (unless ``store_text`` is off),
+  for expert review.
+
+An event-time timer clears the state of users quiet for ``state_ttl_s``: if
+they write again, they start from zero. Writings are scored in the order they
+arrive; the final state after all writings does not depend on that order
+(counts add up), but each score row reflects what had arrived by then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator
+
+import apache_beam as beam
+from apache_beam.coders import Coder
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.timeutil import TimeDomain
+from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
+from apache_beam.utils.timestamp import Timestamp
+
+from models.policy import IncrementalPolicy, band_index
+from models.portable import PortableModel
+from models.records import AlertRecord, ScoreRecord, Submission, WritingRecord, priority_band
+from models.scorer import DEFAULT_DEDUPE_WINDOW, IncrementalScorer, UserState
+from pipelines import progress
+from transforms.parse import DEAD_LETTERS, dead_letter
+
+SCORES = "scores"
+ALERTS = "alerts"
+WRITINGS = "writings"
+DEFAULT_STATE_TTL_S = 365 * 86_400.0
+
+
+class UserStateCoder(Coder):
+    """Beam coder for UserState: its compact, versioned byte encoding."""
+
+    def encode(self, value: UserState) -> bytes:
+        return value.to_bytes()
+
+    def decode(self, encoded: bytes) -> UserState:
+        return UserState.from_bytes(encoded)
+
+    def is_deterministic(self) -> bool:
+        return True
+
+    def to_type_hint(self):
+        return UserState
+
+
+def alert_id(user_id: str, model_version: str, policy: str, seq: int) -> str:
+    return hashlib.sha256(f"{user_id}|{model_version}|{policy}|{seq}".encode()).hexdigest()[:24]
+
+
+class _ScoreUserDoFn(beam.DoFn):
+    USER_STATE = ReadModifyWriteStateSpec("user_state", UserStateCoder())
+    EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
+
+    def __init__(self, model_dir: str | None, policy: IncrementalPolicy, state_ttl_s: float,
+                 dedupe_window: int, top_n: int, store_text: bool) -> None:
+        self._model_dir = model_dir
+        self._store_text = store_text
+        self._policy = policy
+        self._ttl = state_ttl_s
+        self._window = dedupe_window
+        self._top_n = top_n
+        self._scorer: IncrementalScorer | None = None
+        self._scored = Metrics.counter("earlyrisk", "scored")
+        self._alerts = Metrics.counter("earlyrisk", "alerts")
+        self._dupes = Metrics.counter("earlyrisk", "duplicates")
+        self._dead = Metrics.counter("earlyrisk", "dead_lettered")
+        self._new_users = Metrics.counter("earlyrisk", "users_new")
+        self._expired = Metrics.counter("earlyrisk", "users_expired")
+
+    def setup(self) -> None:
+        # The model loads once per worker, never at import time or into state.
+        self._scorer = IncrementalScorer(PortableModel.load(self._model_dir))
+
+    def process(
+        self,
+        element: tuple[str, Submission],
+        user_state=beam.DoFn.StateParam(USER_STATE),
+        expiry=beam.DoFn.TimerParam(EXPIRY),
+    ) -> Iterator:
+        user_id, sub = element
+        scorer = self._scorer
+        state = user_state.read()
+        if state is None:
+            state = UserState()
+            self._new_users.inc()
+        if state.seen(sub.id):
+            self._dupes.inc()
+            self._dead.inc()
+            progress.tick("dead_lettered")
+            raw = json.dumps(dataclasses.asdict(sub), ensure_ascii=False)
+            yield beam.pvalue.TaggedOutput(
+                DEAD_LETTERS,
+                dead_letter("dedupe", "duplicate",
+                            f"submission {sub.id} already scored for this user",
+                            sub.source, raw),
+            )
+            return
+        state.remember(sub.id, self._window)
+        scored = scorer.update(state, sub.text, sub.created_utc)
+        self._scored.inc()
+        progress.tick("scored")
+        yield ScoreRecord(
+            user_id=user_id,
+            submission_id=sub.id,
+            created_utc=sub.created_utc,
+            kind=sub.kind,
+            subreddit=sub.subreddit,
+            p_text=scored.p_text,
+            p_user=scored.p_user,
+            writings_seen=scored.writings_seen,
+            model_version=scorer.version,
+            source=sub.source,
+        )
+        if self._store_text:
+            yield beam.pvalue.TaggedOutput(
+                WRITINGS,
+                WritingRecord(user_id=user_id, submission_id=sub.id, created_utc=sub.created_utc,
+                              kind=sub.kind, subreddit=sub.subreddit, title=sub.title,
+                              body=sub.body, source=sub.source),
+            )
+        policy = self._policy
+        if policy.decide(scored.p_user, scored.writings_seen, state.alerts, state.last_band):
+            state.alerts += 1
+            state.last_band = band_index(scored.p_user)
+            self._alerts.inc()
+            progress.tick("alerts")
+            yield beam.pvalue.TaggedOutput(
+                ALERTS,
+                AlertRecord(
+                    alert_id=alert_id(user_id, scorer.version, policy.name, state.alerts),
+                    user_id=user_id,
+                    submission_id=sub.id,
+                    created_utc=sub.created_utc,
+                    p_user=scored.p_user,
+                    writings_seen=scored.writings_seen,
+                    threshold=policy.threshold,
+                    priority=priority_band(scored.p_user),
+                    policy=policy.name,
+                    top_terms=json.dumps(scorer.top_terms(state, self._top_n)),
+                    model_version=scorer.version,
+                    alert_seq=state.alerts,
+                ),
+            )
+        user_state.write(state)
+        expiry.set(Timestamp.of(state.last_event + self._ttl))
+
+    @on_timer(EXPIRY)
+    def expire(self, user_state=beam.DoFn.StateParam(USER_STATE)) -> Iterator:
+        # The user has been quiet for the TTL (in event time): forget them.
+        self._expired.inc()
+        user_state.clear()
+        return iter(())
+
+
+def _key_by_user(sub: Submission) -> tuple[str, Submission]:
+    return sub.user_id, sub
+
+
+class ScoreUsers(beam.PTransform):
+    """Submission -> {scores, alerts, dead_letters} through per-user state."""
+
+    def __init__(
+        self,
+        model_dir: str | None = None,
+        policy: IncrementalPolicy = IncrementalPolicy(),
+        state_ttl_s: float = DEFAULT_STATE_TTL_S,
+        dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
+        top_n: int = 8,
+        store_text: bool = True,
+    ) -> None:
+        super().__init__()
+        if state_ttl_s <= 0:
+            raise ValueError("state TTL must be positive")
+        if dedupe_window < 1:
+            raise ValueError("dedupe window must be at least 1")
+        self._fn = _ScoreUserDoFn(model_dir, policy, state_ttl_s, dedupe_window, top_n,
+                                  store_text)
+
+    def expand(self, submissions):
+        results = (
+            submissions
+            | "KeyByUser" >> beam.Map(_key_by_user).with_output_types(tuple[str, Submission])
+            | "ScoreUser" >> beam.ParDo(self._fn)
+            .with_output_types(ScoreRecord)
+            .with_outputs(ALERTS, DEAD_LETTERS, WRITINGS, main=SCORES)
+        )
+        return {SCORES: results[SCORES], ALERTS: results[ALERTS],
+                DEAD_LETTERS: results[DEAD_LETTERS], WRITINGS: results[WRITINGS]}
