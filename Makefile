@@ -6,8 +6,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.py | sha1sum | cut -c1-12)
 
-.PHONY: install run test lint clean
+.PHONY: install services run test lint clean
 install: $(STAMP)
+
+# System-level test dependencies (browsers, emulators, brokers): each
+# deploy/local/install-*.sh is idempotent and quick when already done.
+services: install
+	@for f in deploy/local/install-*.sh; do [ -e "$$f" ] || continue; echo "== $$f"; VENV=$(VENV) bash "$$f" || exit 1; done
 
 $(STAMP): setup.py
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH; set PYTHON=..." >&2; exit 1; }
@@ -22,7 +27,7 @@ run: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+test: install services lint
 	$(BIN)/python -m pytest
 
 clean:
