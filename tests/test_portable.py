@@ -51,7 +51,7 @@ def test_future_format_version_refused(tmp_path):
 
 
 def test_missing_model_is_a_clear_error(tmp_path):
-    with pytest.raises(ModelFormatError, match="no model.json"):
+    with pytest.raises(ModelFormatError, match=r"no model\.json"):
         PortableModel.load(tmp_path)
 
 
