@@ -116,6 +116,11 @@ def run(argv: list[str] | None = None, show_progress: bool | None = None) -> Run
         result = p.run()
         result.wait_until_finish()
     elapsed = time.monotonic() - start
+    # In-process runs share DuckDB connections; close them so that other
+    # processes (the review app, `earlyrisk sql`) can open the file at once.
+    from storage.duckdb_store import close_all
+
+    close_all()
     c = _counters(result)
     reasons = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith("dead_lettered.")}
     if c.get("duplicates"):
