@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions
 
 from models.policy import IncrementalPolicy
 from models.wire import ParseLimits
-from pipelines import progress
-from pipelines.options import ScreeningOptions, key_source, validate
+from pipelines import progress, runners
+from pipelines.options import OptionsError, ScreeningOptions, key_source, validate
 from transforms.parse import DEAD_LETTERS, SUBMISSIONS, ParseSubmissions
 from transforms.scoring import ALERTS, SCORES, WRITINGS, ScoreUsers
 from transforms.sinks import WriteResults
@@ -51,6 +51,22 @@ def build(p: beam.Pipeline, opts: ScreeningOptions) -> dict[str, beam.PCollectio
         results[WRITINGS] = scored[WRITINGS]
     results | "Write" >> WriteResults(opts.output)
     return results
+
+
+def step_labels(p: beam.Pipeline) -> list[str]:
+    """Full labels of every step, in graph order (what savepoints match on)."""
+    labels: list[str] = []
+
+    class _Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node) -> None:
+            if node.full_label:
+                labels.append(node.full_label)
+
+        def visit_transform(self, node) -> None:
+            labels.append(node.full_label)
+
+    p.visit(_Visitor())
+    return labels
 
 
 @dataclass(frozen=True)
@@ -99,15 +115,59 @@ def _counters(result) -> dict[str, int]:
     return out
 
 
-def run(argv: list[str] | None = None, show_progress: bool | None = None) -> RunSummary:
-    """Validate options, run the pipeline to completion, return its accounting."""
+@dataclass(frozen=True)
+class JobSubmitted:
+    """What ``run`` returns for a job it does not wait for (remote, dry run)."""
+
+    runner: str
+    state: str
+    job_id: str | None
+    steps: int
+    dry_run: bool
+
+    balanced = True
+
+    def lines(self) -> list[str]:
+        what = "translated (dry run, not submitted)" if self.dry_run else "submitted"
+        return [
+            f"runner               {self.runner}",
+            f"job                  {what}",
+            f"job id               {self.job_id or '-'}",
+            f"state                {self.state}",
+            f"steps                {self.steps}",
+        ]
+
+
+def run(argv: list[str] | None = None,
+        show_progress: bool | None = None) -> RunSummary | JobSubmitted:
+    """Validate options and run the pipeline.
+
+    In-process runners (direct, portable with an embedded job service) run to
+    completion and return the accounting; remote runners return once the job
+    is submitted (or, with ``--dry_run``, translated).
+    """
     options = PipelineOptions(argv)
     opts = options.view_as(ScreeningOptions)
     validate(opts)
-    std = options.view_as(StandardOptions)
-    if std.runner is None:
-        # Naming the runner skips the Prism download attempt (offline here).
-        std.runner = "DirectRunner"
+    # Naming the runner also skips Beam's Prism download attempt (offline here).
+    runner = runners.configure(options)
+    local = runners.waits_for_completion(options)
+    if not local and opts.output.startswith("duckdb:") and not runners.is_dry_run(options):
+        raise OptionsError(
+            f"duckdb:// is an embedded store for in-process runs; on {runner} write to a "
+            "shared sink such as bigquery://PROJECT/DATASET")
+    if not local:
+        p = beam.Pipeline(options=options)
+        build(p, opts)
+        result = p.run()
+        job_id = getattr(result, "job_id", None)
+        return JobSubmitted(
+            runner=runner,
+            state=str(getattr(result, "state", "UNKNOWN")),
+            job_id=job_id() if callable(job_id) else job_id,
+            steps=len(step_labels(p)),
+            dry_run=runners.is_dry_run(options),
+        )
     start = time.monotonic()
     with progress.ProgressLine(("read", "scored", "dead_lettered", "alerts"), "scored",
                                enabled=show_progress):
