@@ -6,7 +6,9 @@ alerts the pipeline raises are exactly the decisions the evaluator scores.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from models.records import priority_band
 
@@ -16,6 +18,22 @@ BANDS = ("P0", "P1", "P2", "P3", "P4")
 def band_index(p: float) -> int:
     """0 for P0 (most urgent) ... 4 for P4."""
     return BANDS.index(priority_band(p))
+
+
+class Policy(Protocol):
+    """What the pipeline and the evaluator need of a decision policy."""
+
+    @property
+    def name(self) -> str: ...  # stable id, part of alert ids
+
+    @property
+    def label(self) -> str: ...  # for tables
+
+    @property
+    def threshold(self) -> float: ...  # recorded with each alert
+
+    def decide(self, p_user: float, writings_seen: int, alerts_sent: int,
+               last_band: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -41,8 +59,91 @@ class IncrementalPolicy:
     def name(self) -> str:
         return f"incremental({self.threshold:g})"
 
+    @property
+    def label(self) -> str:
+        return f"Incremental {self.threshold:g}"
+
     def decide(self, p_user: float, writings_seen: int, alerts_sent: int, last_band: int) -> bool:
         """True when this writing should raise an alert."""
         if p_user <= self.threshold or alerts_sent >= self.max_alerts:
             return False
         return alerts_sent == 0 or band_index(p_user) < last_band
+
+
+@dataclass(frozen=True)
+class RampPolicy:
+    """A threshold that falls as evidence accumulates.
+
+    θ(k) starts at ``start`` after the first writing and falls linearly to
+    ``end`` after ``ramp`` more writings, then stays there; alert as soon as
+    p_user > θ(k). Why: a score from one or two writings rests on little text
+    and is often extreme, so early alerts need more confidence; later, a
+    moderate but persistent score is enough. Re-alerts (``max_alerts`` > 1)
+    follow IncrementalPolicy: only on escalation to a more urgent band.
+    """
+
+    start: float = 0.8
+    end: float = 0.5
+    ramp: int = 10
+    max_alerts: int = 1
+
+    def __post_init__(self) -> None:
+        for v in (self.start, self.end):
+            if not 0.0 <= v < 1.0:
+                raise ValueError(f"thresholds must be in [0, 1), got {v}")
+        if self.ramp < 1:
+            raise ValueError(f"ramp must be >= 1 writing, got {self.ramp}")
+        if self.max_alerts < 1:
+            raise ValueError(f"max_alerts must be >= 1, got {self.max_alerts}")
+
+    @property
+    def name(self) -> str:
+        return f"ramp({self.start:g},{self.end:g},{self.ramp})"
+
+    @property
+    def label(self) -> str:
+        return f"Ramp {self.start:g}→{self.end:g}/{self.ramp}"
+
+    @property
+    def threshold(self) -> float:
+        """The threshold once the ramp is over (recorded with alerts)."""
+        return self.end
+
+    def threshold_at(self, writings_seen: int) -> float:
+        frac = min(max(writings_seen - 1, 0) / self.ramp, 1.0)
+        return self.start + (self.end - self.start) * frac
+
+    def decide(self, p_user: float, writings_seen: int, alerts_sent: int, last_band: int) -> bool:
+        if p_user <= self.threshold_at(writings_seen) or alerts_sent >= self.max_alerts:
+            return False
+        return alerts_sent == 0 or band_index(p_user) < last_band
+
+
+def _incremental(args: str | None, max_alerts: int) -> IncrementalPolicy:
+    return IncrementalPolicy(float(args) if args else 0.5, max_alerts)
+
+
+#: Policies by name: ``make_policy(name, args)``; ``args`` is the text after
+#: ``name:`` in a method spec, or the CLI's --policy-args.
+def _ramp(args: str | None, max_alerts: int) -> RampPolicy:
+    if not args:
+        return RampPolicy(max_alerts=max_alerts)
+    parts = args.split("/")
+    if len(parts) != 3:
+        raise ValueError(f"ramp arguments are START/END/WRITINGS, got {args!r}")
+    return RampPolicy(float(parts[0]), float(parts[1]), int(parts[2]), max_alerts)
+
+
+POLICIES: dict[str, Callable[[str | None, int], Policy]] = {
+    "incremental": _incremental,
+    "ramp": _ramp,
+}
+
+
+def make_policy(name: str, args: str | None = None, max_alerts: int = 1) -> Policy:
+    """A policy by name; ValueError with a reason for unknown names or bad args."""
+    try:
+        factory = POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})") from None
+    return factory(args, max_alerts)
