@@ -70,7 +70,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
                                enabled=False if args.no_progress else None):
         ev = evaluate(collection, methods, IncrementalScorer(model), erde_os,
                       tick=progress.tick)
-    paths = write_outputs(ev, args.out, plots=not args.no_plots)
+    paths = write_outputs(ev, args.out, with_plots=not args.no_plots)
     print(format_table(ev))
     print()
     print("ranking by p_user after round r (users with fewer writings: last score)")

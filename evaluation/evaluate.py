@@ -24,7 +24,7 @@ from pathlib import Path
 
 from corpora.erisk import CsvColumns, read_csv, read_erisk
 from corpora.readers import UserStreams, read_truth, read_wire_streams
-from models import metrics as M
+from models import metrics as em
 from models.decisions import DecisionMethod, trajectory
 from models.records import Submission
 from models.scorer import IncrementalScorer
@@ -84,7 +84,7 @@ def load_collection(input_path: str | Path, truth_path: str | Path | None = None
 @dataclass
 class Evaluation:
     methods: list[str]
-    decisions: dict[str, list[M.UserDecision]]
+    decisions: dict[str, list[em.UserDecision]]
     metrics: dict[str, dict[str, float]]
     ranking: dict[int, dict[str, float]]
     trajectories: dict[str, tuple[float, ...]]
@@ -93,8 +93,8 @@ class Evaluation:
 
 
 def evaluate(collection: Collection, methods: Sequence[DecisionMethod],
-             scorer: IncrementalScorer, erde_os: Sequence[float] = M.DEFAULT_ERDE_OS,
-             rounds: Sequence[int] = M.RANKING_ROUNDS,
+             scorer: IncrementalScorer, erde_os: Sequence[float] = em.DEFAULT_ERDE_OS,
+             rounds: Sequence[int] = em.RANKING_ROUNDS,
              tick: Callable[[str, int], None] | None = None) -> Evaluation:
     """Score every user once, decide with every method, compute every figure."""
     tick = tick or (lambda _name, _n: None)
@@ -104,17 +104,17 @@ def evaluate(collection: Collection, methods: Sequence[DecisionMethod],
         tick("writings", len(subs))
         tick("users", 1)
     truth = collection.truth
-    decisions: dict[str, list[M.UserDecision]] = {}
+    decisions: dict[str, list[em.UserDecision]] = {}
     table: dict[str, dict[str, float]] = {}
     for method in methods:
         rows = []
         for user, traj in trajectories.items():
             out = method.decide(user, traj)
-            rows.append(M.UserDecision(user, out.decision, out.writings_seen, truth[user]))
+            rows.append(em.UserDecision(user, out.decision, out.writings_seen, truth[user]))
         decisions[method.name] = rows
-        table[method.name] = M.decision_metrics(rows, erde_os)
+        table[method.name] = em.decision_metrics(rows, erde_os)
     ranking = {
-        r: M.ranking_metrics({u: M.score_at_round(t, r) for u, t in trajectories.items()}, truth)
+        r: em.ranking_metrics({u: em.score_at_round(t, r) for u, t in trajectories.items()}, truth)
         for r in rounds
     }
     info = {
@@ -126,7 +126,7 @@ def evaluate(collection: Collection, methods: Sequence[DecisionMethod],
         "unlabelled_users_left_out": collection.unlabelled_users,
         "model_version": scorer.version,
         "erde_os": list(erde_os),
-        "latency_p": M.LATENCY_P,
+        "latency_p": em.LATENCY_P,
         "ranking_rounds": list(rounds),
     }
     return Evaluation([m.name for m in methods], decisions, table, ranking, trajectories,
@@ -178,7 +178,7 @@ def _json_safe(x):
     return x
 
 
-def write_outputs(ev: Evaluation, out_dir: str | Path, plots: bool = True,
+def write_outputs(ev: Evaluation, out_dir: str | Path, with_plots: bool = True,
                   sample_per_class: int = 5, seed: int = 0) -> list[Path]:
     """Write metrics.json, decisions.csv, rankings.csv and the plots; return the paths."""
     out = Path(out_dir)
@@ -203,11 +203,11 @@ def write_outputs(ev: Evaluation, out_dir: str | Path, plots: bool = True,
         w.writerow(["round", "user", "score", "truth"])
         for r in ev.ranking:
             for u, t in ev.trajectories.items():
-                w.writerow([r, u, repr(M.score_at_round(t, r)), ev.truth[u]])
+                w.writerow([r, u, repr(em.score_at_round(t, r)), ev.truth[u]])
     written.append(path)
-    if plots:
-        from evaluation import plots as P
+    if with_plots:
+        from evaluation import plots
 
-        written.append(P.bars(ev, out / "f1_erde.png"))
-        written.append(P.curves(ev, out / "probability_curves.png", sample_per_class, seed))
+        written.append(plots.bars(ev, out / "f1_erde.png"))
+        written.append(plots.curves(ev, out / "probability_curves.png", sample_per_class, seed))
     return written

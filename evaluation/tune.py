@@ -27,9 +27,9 @@ import numpy as np
 
 from corpora.readers import read_training_users
 from corpora.simulate import SIMULATED_DIR
-from models import metrics as M
+from models import metrics as em
 from models.decisions import PolicyMethod, trajectory
-from models.policy import IncrementalPolicy, Policy, RampPolicy
+from models.policy import EarlyWindowPolicy, IncrementalPolicy, Policy
 from models.portable import PortableModel
 from models.scorer import IncrementalScorer
 from models.train import TrainConfig, TrainingUser, train
@@ -61,8 +61,8 @@ def run_policy(policy: Policy, trajectories: dict[str, tuple[float, ...]],
     rows = []
     for u, t in trajectories.items():
         o = method.decide(u, t)
-        rows.append(M.UserDecision(u, o.decision, o.writings_seen, truth[u]))
-    return M.decision_metrics(rows)
+        rows.append(em.UserDecision(u, o.decision, o.writings_seen, truth[u]))
+    return em.decision_metrics(rows)
 
 
 @dataclass(frozen=True)
@@ -74,13 +74,14 @@ class Choice:
 
 
 def candidate_grid() -> list[Policy]:
-    """Incremental θ alone, then thresholds that start high and fall with evidence."""
-    grid: list[Policy] = [IncrementalPolicy(t) for t in (0.5, 0.55, 0.6, 0.65, 0.7, 0.75)]
-    for start, end, ramp in itertools.product((0.6, 0.7, 0.8, 0.9),
-                                              (0.4, 0.45, 0.5, 0.55, 0.6),
-                                              (3, 5, 10, 20)):
-        if start > end:
-            grid.append(RampPolicy(start, end, ramp))
+    """Incremental θ alone, then early-window policies; simpler ones first, so
+    that among equals the lower (less restrictive) late and first thresholds win."""
+    grid: list[Policy] = [IncrementalPolicy(t) for t in (0.45, 0.5, 0.55, 0.6, 0.65, 0.7)]
+    for late, first, threshold, window in itertools.product(
+            (0.6, 0.7, 0.8, 0.9, 0.99), (0.5, 0.6, 0.7, 0.8, 0.9), (0.45, 0.5, 0.55, 0.6),
+            (3, 4, 5, 6, 8, 10, 12, 15, 20, 30)):
+        if late > threshold and first >= threshold:
+            grid.append(EarlyWindowPolicy(threshold, first, window, late))
     return grid
 
 

@@ -24,6 +24,8 @@ where POLICY is any name :func:`models.policy.make_policy` knows.
 from __future__ import annotations
 
 import hashlib
+import itertools
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -118,10 +120,8 @@ class FirstNMethod(DecisionMethod):
 
     def _decide(self, user, probabilities, n_writings):
         k = min(self.n, n_writings)
-        p = 0.0
-        for i, p in enumerate(probabilities, start=1):
-            if i == k:
-                break
+        # Reads exactly k writings: the k-th probability is the decision's.
+        p = next(itertools.islice(probabilities, k - 1, k))
         return Outcome(int(p > CLASSIFIER_THRESHOLD), k)
 
 
@@ -131,9 +131,7 @@ class AllMethod(DecisionMethod):
     name = "All"
 
     def _decide(self, user, probabilities, n_writings):
-        p = 0.0
-        for p in probabilities:
-            pass
+        p = deque(probabilities, maxlen=1)[0]
         return Outcome(int(p > CLASSIFIER_THRESHOLD), n_writings)
 
 

@@ -277,10 +277,11 @@ def _evaluate_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--csv-columns", default=None,
                    help="CSV column mapping, e.g. author=user,time=date,text=post,label=y "
                         "(defaults: author, created_utc, text; no label)")
-    p.add_argument("--methods", default=",".join(PAPER_METHODS),
+    p.add_argument("--methods", default=",".join((*PAPER_METHODS, "window")),
                    help="comma-separated: random[:SEED], depressed, first:N, all, "
-                        "incremental:THETA, or a policy name (default: the paper's methods "
-                        "and 'default', this project's recommended policy)")
+                        "incremental:THETA, window[:T/FIRST/WINDOW/LATE] (default: the "
+                        "paper's nine methods and 'window', this project's early-window "
+                        "policy; see docs/EVALUATION.md)")
     p.add_argument("--model", default=None, help="portable model directory (default: bundled)")
     p.add_argument("--out", default="earlyrisk-eval", help="output directory")
     p.add_argument("--erde", default="5,50", help="ERDE o values (default 5,50)")

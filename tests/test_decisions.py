@@ -16,7 +16,7 @@ from models.decisions import (
     parse_methods,
     trajectory,
 )
-from models.policy import IncrementalPolicy, RampPolicy, make_policy
+from models.policy import EarlyWindowPolicy, IncrementalPolicy, make_policy
 from models.portable import PortableModel
 from models.scorer import IncrementalScorer, UserState
 
@@ -53,22 +53,39 @@ def test_random_is_seeded_and_order_free():
     assert DepressedMethod().decide("u", TRAJ).decision == 1
 
 
-def test_ramp_policy_thresholds():
-    p = RampPolicy(0.9, 0.5, 4)
-    assert [round(p.threshold_at(k), 6) for k in (1, 2, 3, 5, 50)] == [0.9, 0.8, 0.7, 0.5, 0.5]
-    o = PolicyMethod(p).decide("u", TRAJ)
-    # k=2: 0.55 <= 0.8; k=3: 0.7 <= 0.7 (strict); k=5: 0.95 > 0.5
-    assert (o.decision, o.writings_seen) == (1, 5)
+def test_early_window_policy():
+    p = EarlyWindowPolicy(threshold=0.5, first=0.6, window=3, late=0.9)
+    assert [p.threshold_at(k) for k in (1, 2, 3, 4, 50)] == [0.6, 0.5, 0.5, 0.9, 0.9]
+    # k=1: 0.55 <= 0.6; k=2: 0.52 > 0.5
+    o = PolicyMethod(p).decide("u", (0.55, 0.52))
+    assert (o.decision, o.writings_seen) == (1, 2)
+    # crossings only after the window need the late threshold (strictly)
+    o = PolicyMethod(p).decide("u", (0.1, 0.2, 0.3, 0.85, 0.9, 0.91))
+    assert (o.decision, o.writings_seen) == (1, 6)
+    assert PolicyMethod(p).decide("u", (0.1, 0.2, 0.3, 0.85)).decision == 0
+    # a one-writing user is judged with the first-writing threshold
+    assert PolicyMethod(p).decide("u", (0.59,)).decision == 0
     with pytest.raises(ValueError):
-        RampPolicy(0.9, 1.2, 4)
+        EarlyWindowPolicy(late=1.2)
+    with pytest.raises(ValueError):
+        EarlyWindowPolicy(window=0)
+
+
+def test_policies_keep_pipeline_semantics_for_realerts():
+    # max_alerts > 1: a further alert only on escalation to a more urgent band
+    for p in (IncrementalPolicy(0.5, max_alerts=3), EarlyWindowPolicy(max_alerts=3)):
+        assert p.decide(0.75, 5, 0, -1)
+        assert not p.decide(0.78, 6, 1, 2)  # still P2
+        assert p.decide(0.85, 7, 1, 2)  # P1 < P2
+        assert not p.decide(0.99, 8, 3, 1)  # cap reached
 
 
 def test_method_specs():
     names = [m.name for m in parse_methods(
-        "random,depressed,first:10,all,incremental:0.75,ramp:0.9/0.5/4")]
+        "random,depressed,first:10,all,incremental:0.75,window:0.5/0.7/5/0.8")]
     assert names == ["Random", "Depressed", "First 10", "All", "Incremental 0.75",
-                     "Ramp 0.9→0.5/4"]
-    for bad in ("first", "first:x", "incremental:1.5", "nope", "ramp:1/2", ""):
+                     "Window 0.5 [0.7|<=5|0.8]"]
+    for bad in ("first", "first:x", "incremental:1.5", "nope", "window:1/2", ""):
         with pytest.raises(MethodSpecError):
             parse_methods(bad)
     with pytest.raises(MethodSpecError):
@@ -87,5 +104,5 @@ def test_run_equals_decide_and_scorer():
     traj = trajectory(scorer, texts)
     state = UserState()
     assert traj == tuple(scorer.update(state, t).p_user for t in texts)
-    for method in parse_methods("first:3,all,incremental:0.5,incremental:0.9,ramp"):
+    for method in parse_methods("first:3,all,incremental:0.5,incremental:0.9,window"):
         assert method.run("u", texts, scorer) == method.decide("u", traj)

@@ -104,13 +104,13 @@ def test_evaluate_bundled_simulated_test_split(tmp_path, capsys):
 def test_evaluate_erisk_fixture(tmp_path, capsys):
     rc = main(["evaluate", "--format", "erisk", "--input", str(FIXTURES / "erisk-mini"),
                "--truth", str(FIXTURES / "erisk-mini-truth.txt"), "--out", str(tmp_path),
-               "--methods", "random,depressed,first:1,all,incremental:0.5,ramp",
+               "--methods", "random,depressed,first:1,all,incremental:0.5,window",
                "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "skipped writings: empty_text 1" in printed
     doc = _check_outputs(tmp_path)
-    assert doc["info"]["users"] == 4 and doc["info"]["writings"] == 7
+    assert doc["info"]["users"] == 4 and doc["info"]["writings"] == 9
 
 
 def test_evaluate_csv(tmp_path, capsys):
