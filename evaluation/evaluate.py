@@ -30,7 +30,6 @@ from models.records import Submission
 from models.scorer import IncrementalScorer
 
 FORMATS = ("jsonl", "erisk", "csv")
-TABLE_COLUMNS = ("Method", "F1", "P", "R", "ERDE5", "ERDE50", "F_latency")
 
 
 class EvaluationError(ValueError):
@@ -138,26 +137,34 @@ def _fmt(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def table_columns(ev: Evaluation) -> tuple[str, ...]:
+    """The paper's Table 2 columns, with one ERDE column per o evaluated."""
+    erde = tuple(f"ERDE{o:g}" for o in ev.info["erde_os"])
+    return ("Method", "F1", "P", "R", *erde, "F_latency")
+
+
 def table_rows(ev: Evaluation) -> list[list[str]]:
     rows = []
     for name in ev.methods:
         m = ev.metrics[name]
         rows.append([name, _fmt(m["f1"]), _fmt(m["precision"]), _fmt(m["recall"]),
-                     _fmt(m.get("erde5")), _fmt(m.get("erde50")), _fmt(m["f_latency"])])
+                     *(_fmt(m[f"erde{o:g}"]) for o in ev.info["erde_os"]),
+                     _fmt(m["f_latency"])])
     return rows
 
 
 def format_table(ev: Evaluation, markdown: bool = False) -> str:
+    columns = table_columns(ev)
     rows = table_rows(ev)
     if markdown:
-        out = ["| " + " | ".join(TABLE_COLUMNS) + " |",
-               "|" + "|".join(["---"] + ["---:"] * (len(TABLE_COLUMNS) - 1)) + "|"]
+        out = ["| " + " | ".join(columns) + " |",
+               "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"]
         out += ["| " + " | ".join(r) + " |" for r in rows]
         return "\n".join(out)
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(TABLE_COLUMNS)]
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
     line = lambda cells: "  ".join(  # noqa: E731
         c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(TABLE_COLUMNS), "  ".join("-" * w for w in widths)]
+    return "\n".join([line(columns), "  ".join("-" * w for w in widths)]
                      + [line(r) for r in rows])
 
 
