@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "scipy==1.17.1",
     "duckdb==2.0.0",
+    "matplotlib==3.11.2",
 ]
 
 EXTRAS = {
@@ -32,7 +33,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "transforms*", "models*", "corpora*",
-                                    "storage*"]),
+                                    "storage*", "evaluation*"]),
     package_data={"models": ["default/*.json", "default/*.npy"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -255,12 +255,57 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- evaluate --------------------------------------------------------------------
+def _evaluate_parser(sub) -> argparse.ArgumentParser:
+    from models.decisions import PAPER_METHODS
+
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate decision methods with the eRisk protocol",
+        description="Run early-risk decision methods over a labelled collection with the "
+        "pipeline's scorer and policies; print a table like the paper's Table 2 (F1, P, R, "
+        "ERDE5, ERDE50, F_latency) and write metrics.json, decisions.csv, rankings.csv and "
+        "plots. With no arguments: the bundled SIMULATED test users.",
+    )
+    p.add_argument("--input", default=str(SIMULATED_DIR / "test.jsonl.gz"),
+                   help="writings: a JSONL[.gz] file, an eRisk collection directory, or a "
+                        "CSV file (default: bundled simulated test split)")
+    p.add_argument("--truth", default=None,
+                   help="golden truth, 'user 0|1' per line (default for the bundled input: "
+                        "its truth file; optional for CSV with a label column)")
+    p.add_argument("--format", choices=("jsonl", "erisk", "csv"), default="jsonl")
+    p.add_argument("--csv-columns", default=None,
+                   help="CSV column mapping, e.g. author=user,time=date,text=post,label=y "
+                        "(defaults: author, created_utc, text; no label)")
+    p.add_argument("--methods", default=",".join((*PAPER_METHODS, "window")),
+                   help="comma-separated: random[:SEED], depressed, first:N, all, "
+                        "incremental:THETA, window[:T/FIRST/WINDOW/LATE] (default: the "
+                        "paper's nine methods and 'window', this project's early-window "
+                        "policy; see docs/EVALUATION.md)")
+    p.add_argument("--model", default=None, help="portable model directory (default: bundled)")
+    p.add_argument("--out", default="earlyrisk-eval", help="output directory")
+    p.add_argument("--erde", default="5,50", help="ERDE o values (default 5,50)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    return p
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from evaluation.cli import evaluate_command
+
+    try:
+        return evaluate_command(args)
+    except ValueError as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+
+
 # -- main ------------------------------------------------------------------------
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": (_run_parser, cmd_run),
     "train": (_train_parser, cmd_train),
     "simulate": (_simulate_parser, cmd_simulate),
     "sql": (_sql_parser, cmd_sql),
+    "evaluate": (_evaluate_parser, cmd_evaluate),
 }
 
 

@@ -51,6 +51,12 @@ class ScreeningOptions(PipelineOptions):
             "--threshold", type=float, default=0.5,
             help="Incremental θ: alert when the user probability exceeds it (default 0.5)")
         parser.add_argument(
+            "--policy", default="incremental",
+            help="decision policy: 'incremental' (the paper's Incremental θ with --threshold) "
+                 "or 'window[:T/FIRST/WINDOW/LATE]' (θ = T within the first WINDOW writings, "
+                 "FIRST at the first writing, LATE after; default 0.5/0.6/8/0.6; see "
+                 "docs/EVALUATION.md)")
+        parser.add_argument(
             "--max_alerts_per_user", "--max-alerts-per-user", type=int, default=1,
             help="alerts per user; beyond the first, only on escalation to a more urgent "
                  "priority band (default 1)")
@@ -106,6 +112,19 @@ def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
     return KeySource(env_var=KEY_ENV, key_file=str(path))
 
 
+def make_screening_policy(opts: ScreeningOptions):
+    """The decision policy named by --policy (incremental takes --threshold)."""
+    from models.policy import make_policy
+
+    name, _, args = (opts.policy or "incremental").partition(":")
+    if name == "incremental" and not args:
+        args = repr(opts.threshold)
+    try:
+        return make_policy(name, args or None, opts.max_alerts_per_user)
+    except ValueError as e:
+        raise OptionsError(f"--policy: {e}") from None
+
+
 def validate(opts: ScreeningOptions) -> None:
     """Raise OptionsError with a one-line reason for any bad value."""
     from models.portable import ModelFormatError, PortableModel
@@ -116,6 +135,7 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError(f"--threshold must be in [0, 1), got {opts.threshold}")
     if opts.max_alerts_per_user < 1:
         raise OptionsError("--max-alerts-per-user must be at least 1")
+    make_screening_policy(opts)
     if opts.state_ttl_days <= 0:
         raise OptionsError("--state-ttl-days must be positive")
     if opts.dedupe_window < 1:

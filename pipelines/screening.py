@@ -22,10 +22,15 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from models.policy import IncrementalPolicy
 from models.wire import ParseLimits
 from pipelines import progress, runners
-from pipelines.options import OptionsError, ScreeningOptions, key_source, validate
+from pipelines.options import (
+    OptionsError,
+    ScreeningOptions,
+    key_source,
+    make_screening_policy,
+    validate,
+)
 from transforms.parse import DEAD_LETTERS, SUBMISSIONS, ParseSubmissions
 from transforms.scoring import ALERTS, SCORES, WRITINGS, ScoreUsers
 from transforms.sinks import WriteResults
@@ -40,7 +45,7 @@ def build(p: beam.Pipeline, opts: ScreeningOptions) -> dict[str, beam.PCollectio
     )
     scored = parsed[SUBMISSIONS] | "Score" >> ScoreUsers(
         model_dir=opts.model,
-        policy=IncrementalPolicy(opts.threshold, opts.max_alerts_per_user),
+        policy=make_screening_policy(opts),
         state_ttl_s=opts.state_ttl_days * 86_400,
         dedupe_window=opts.dedupe_window,
         store_text=not opts.no_store_text,
