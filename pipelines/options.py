@@ -81,6 +81,10 @@ class ScreeningOptions(PipelineOptions):
             help="store Reddit user names as they are instead of keyed-hash pseudonyms "
                  "(an explicit opt-out of pseudonymisation)")
         parser.add_argument(
+            "--pseudonym_key_secret", "--pseudonym-key-secret", default=None,
+            help="Secret Manager secret version holding the key, read by the workers "
+                 "(projects/P/secrets/S/versions/V); for Dataflow")
+        parser.add_argument(
             "--pseudonym_key_file", "--pseudonym-key-file", default=None,
             help=f"file holding the pseudonymisation key, used when ${KEY_ENV} is unset "
                  f"(default: {default_key_file()}, created on first use)")
@@ -95,6 +99,8 @@ def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
     """
     if opts.raw_user_ids:
         return KeySource()
+    if opts.pseudonym_key_secret:
+        return KeySource(secret=opts.pseudonym_key_secret)
     if os.environ.get(KEY_ENV):
         if len(os.environ[KEY_ENV].encode()) < 16:
             raise OptionsError(f"${KEY_ENV} must be at least 16 bytes")
