@@ -46,7 +46,9 @@ def probability_chart(
                    f'text-anchor="end">{p:.2f}</text>')
     for i in range(5):
         xv = x0 + (x1 - x0) * i / 4
-        out.append(f'<text class="tick" x="{sx(xv):.1f}" y="{H - 12}" text-anchor="middle">'
+        # End ticks anchor inwards so their labels are not clipped.
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
+        out.append(f'<text class="tick" x="{sx(xv):.1f}" y="{H - 12}" text-anchor="{anchor}">'
                    f"{escape(x_label(xv))}</text>")
     ty = sy(threshold)
     out.append(f'<line class="threshold" x1="{LEFT}" y1="{ty:.1f}" x2="{W - RIGHT}" '

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -200,12 +201,18 @@ _SORT_SQL = {
 
 _ALERT_COLS = """a.alert_id, a.user_id, a.submission_id, a.created_utc, a.p_user,
     a.writings_seen, a.threshold, a.priority, a.policy, a.top_terms, a.model_version,
-    a.alert_seq, s.subreddit, cur.label, cur.reviewer, cur.labelled_at"""
+    a.alert_seq, cur.label, cur.reviewer, cur.labelled_at"""
 
-_ALERT_FROM = """alerts a
-    LEFT JOIN cur ON cur.alert_id = a.alert_id
-    LEFT JOIN scores s ON s.user_id = a.user_id AND s.submission_id = a.submission_id
-        AND s.model_version = a.model_version"""
+# The subreddit of the writing that raised the alert lives in scores; joining
+# 100k scores costs more than the rest of a page query, so it is joined only
+# when filtering by subreddit, and otherwise for the page's rows alone.
+_SCORE_JOIN = """LEFT JOIN scores s ON s.user_id = a.user_id
+        AND s.submission_id = a.submission_id AND s.model_version = a.model_version"""
+
+
+def _alert_from(flt: AlertFilter) -> str:
+    joins = "alerts a LEFT JOIN cur ON cur.alert_id = a.alert_id"
+    return f"{joins} {_SCORE_JOIN}" if flt.subreddit is not None else joins
 
 
 def _filter_sql(flt: AlertFilter) -> tuple[list[str], list[Any]]:
@@ -240,29 +247,58 @@ def _alert_row(cols: list[str], values: tuple) -> dict[str, Any]:
 class DuckDBReviewStore(ReviewStore):
     """The review store over a DuckDB file written by ``earlyrisk run``."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, idle_close_s: float = 2.0) -> None:
         self.path = str(Path(path).resolve())
         if not Path(self.path).is_file():
             raise StoreError(f"no database at {path} (run 'earlyrisk run' first)")
         self._lock = _RWLock()
+        # One read-only connection shared by request threads (each uses its own
+        # cursor): opening the file costs tens of ms, a page query a few. It is
+        # closed after idle_close_s without requests, and before every label
+        # write, so the file is not held longer than needed.
+        self._ro: duckdb.DuckDBPyConnection | None = None
+        self._ro_guard = threading.Lock()
+        self._last_use = 0.0
+        self._idle_close_s = idle_close_s
+        threading.Thread(target=self._close_when_idle, name="duckdb-idle-close",
+                         daemon=True).start()
+
+    def _close_when_idle(self) -> None:
+        while True:
+            time.sleep(min(0.5, self._idle_close_s))
+            if self._ro is not None and time.monotonic() - self._last_use > self._idle_close_s:
+                with self._lock.write():
+                    if time.monotonic() - self._last_use > self._idle_close_s:
+                        self._close_ro()
+
+    def _close_ro(self) -> None:  # caller holds the write lock
+        if self._ro is not None:
+            self._ro.close()
+            self._ro = None
 
     @contextmanager
     def _read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         with self._lock.read():
+            with self._ro_guard:
+                if self._ro is None:
+                    try:
+                        self._ro = duckdb.connect(self.path, read_only=True)
+                    except duckdb.IOException as e:
+                        raise StoreBusyError(
+                            f"database is locked by another process: {e}") from None
+                cur = self._ro.cursor()
             try:
-                con = duckdb.connect(self.path, read_only=True)
-            except duckdb.IOException as e:
-                raise StoreBusyError(f"database is locked by another process: {e}") from None
-            try:
-                yield con
+                yield cur
             finally:
-                con.close()
+                cur.close()
+                self._last_use = time.monotonic()
 
     @contextmanager
     def _write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         from storage.duckdb_store import table_ddl
 
         with self._lock.write():
+            self._close_ro()
             try:
                 con = duckdb.connect(self.path)
             except duckdb.IOException as e:
@@ -272,6 +308,10 @@ class DuckDBReviewStore(ReviewStore):
                 yield con
             finally:
                 con.close()
+
+    def close(self) -> None:
+        with self._lock.write():
+            self._close_ro()
 
     def check(self) -> None:
         """Fail early (StoreError) if the file is not a pipeline store."""
@@ -292,7 +332,7 @@ class DuckDBReviewStore(ReviewStore):
         cond = " AND ".join(where) or "TRUE"
         sums = ", ".join(f"count(*) FILTER (WHERE {_TAB_SQL[t]})" for t in TABS)
         sql = (f"WITH {_CURRENT} SELECT {sums}, count(*) FILTER (WHERE cur.label = "
-               f"'undecided') FROM {_ALERT_FROM} WHERE {cond}")
+               f"'undecided') FROM {_alert_from(flt)} WHERE {cond}")
         with self._read() as con:
             values = con.execute(sql, params).fetchone()
         counts = dict(zip(TABS, values))
@@ -309,9 +349,11 @@ class DuckDBReviewStore(ReviewStore):
         if after is not None:
             where.append(f"({key_sql} < ? OR ({key_sql} = ? AND a.alert_id < ?))")
             params += [after.key, after.key, after.alert_id]
-        sql = (f"WITH {_CURRENT} SELECT {_ALERT_COLS}, {key_sql} AS sort_key "
-               f"FROM {_ALERT_FROM} WHERE {' AND '.join(where)} "
-               f"ORDER BY {order_sql} LIMIT ?")
+        sql = (f"WITH {_CURRENT}, page AS (SELECT {_ALERT_COLS}, {key_sql} AS sort_key "
+               f"FROM {_alert_from(flt)} WHERE {' AND '.join(where)} "
+               f"ORDER BY {order_sql} LIMIT ?) "
+               "SELECT a.*, s.subreddit FROM page a "
+               f"{_SCORE_JOIN} ORDER BY {order_sql}")
         params.append(limit + 1)
         with self._read() as con:
             cur = con.execute(sql, params)
@@ -324,7 +366,8 @@ class DuckDBReviewStore(ReviewStore):
         return AlertPage(rows, nxt)
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
-        sql = f"WITH {_CURRENT} SELECT {_ALERT_COLS} FROM {_ALERT_FROM} WHERE a.alert_id = ?"
+        sql = (f"WITH {_CURRENT} SELECT {_ALERT_COLS}, s.subreddit FROM alerts a "
+               f"LEFT JOIN cur ON cur.alert_id = a.alert_id {_SCORE_JOIN} WHERE a.alert_id = ?")
         with self._read() as con:
             cur = con.execute(sql, [alert_id])
             cols = [d[0] for d in cur.description]
