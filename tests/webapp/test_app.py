@@ -178,3 +178,24 @@ def test_highlight_escapes_and_marks_whole_words():
     assert "&lt;b&gt;" in out and "<b>" not in out
     assert out.count("<mark class=\"term\">") == 3  # I, alone, alone(-ish); not lonely
     assert "lonely" in out and '<mark class="term">lonely' not in out
+
+
+def test_busy_database_answers_503_not_a_crash(client, review_db):
+    """While another process holds DuckDB's write lock (a running pipeline), 503."""
+    import subprocess
+    import sys
+
+    store = client.application.extensions["earlyrisk_store"]
+    store.close()  # release our read-only handle so the other process can lock the file
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('locked', flush=True); time.sleep(30)", str(review_db)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        r = client.get("/alerts")
+        assert r.status_code == 503 and b"single write lock" in r.data
+    finally:
+        holder.kill()
+        holder.wait()
+    assert client.get("/alerts").status_code == 200
