@@ -131,6 +131,14 @@ class ReviewStore(ABC):
     @abstractmethod
     def stats(self) -> Stats: ...
 
+    @abstractmethod
+    def check(self) -> None:
+        """Fail early (StoreError) if the store is not usable."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections."""
+
 
 def _epoch(dt: datetime | None) -> float | None:
     if dt is None:
@@ -492,7 +500,7 @@ class DuckDBReviewStore(ReviewStore):
 
 
 def open_store(uri: str) -> ReviewStore:
-    """A store from ``duckdb://PATH`` (or a bare path)."""
+    """A store from ``duckdb://PATH`` (or a bare path) or ``bigquery://PROJECT/DATASET``."""
     if "://" not in uri:
         return DuckDBReviewStore(uri)
     parsed = urlparse(uri)
@@ -501,5 +509,12 @@ def open_store(uri: str) -> ReviewStore:
         if not path:
             raise StoreError(f"{uri!r}: no database path")
         return DuckDBReviewStore(path)
+    if parsed.scheme == "bigquery":
+        dataset = parsed.path.strip("/")
+        if not parsed.netloc or not dataset or "/" in dataset:
+            raise StoreError(f"{uri!r}: expected bigquery://PROJECT/DATASET")
+        from webapp.bigquery_store import BigQueryReviewStore
+
+        return BigQueryReviewStore(parsed.netloc, dataset)
     raise StoreError(f"{uri!r}: unsupported store scheme {parsed.scheme!r} "
-                     "(supported: duckdb://)")
+                     "(supported: duckdb://, bigquery://)")
