@@ -267,7 +267,8 @@ def _serve_parser(sub) -> argparse.ArgumentParser:
         "--hash-password) and/or EARLYRISK_REVIEW_TOKEN. See docs/REVIEW_APP.md.",
     )
     p.add_argument("--db", default="duckdb://earlyrisk.duckdb",
-                   help="store URI or path (default: duckdb://earlyrisk.duckdb)")
+                   help="store: duckdb://PATH, a path, or bigquery://PROJECT/DATASET "
+                        "(default: duckdb://earlyrisk.duckdb)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--raw-names", action="store_true",

@@ -60,7 +60,13 @@ def _client(project: str):
         return bigquery.Client(
             project=project, credentials=AnonymousCredentials(),
             client_options=ClientOptions(api_endpoint=os.environ["BIGQUERY_EMULATOR_HOST"]))
-    return bigquery.Client(project=project)
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return bigquery.Client(project=project)
+    except DefaultCredentialsError as e:
+        raise StoreError(f"no Google credentials for BigQuery: {str(e).splitlines()[0]}") \
+            from None
 
 
 class BigQueryReviewStore(ReviewStore):
@@ -90,7 +96,7 @@ class BigQueryReviewStore(ReviewStore):
         return [dict(r.items()) for r in job.result()]
 
     def check(self) -> None:
-        from google.api_core.exceptions import NotFound
+        from google.api_core.exceptions import GoogleAPIError, NotFound
         from google.cloud import bigquery
 
         try:
@@ -98,6 +104,8 @@ class BigQueryReviewStore(ReviewStore):
                 f"{self.project}.{self.dataset}")}
         except NotFound:
             raise StoreError(f"no BigQuery dataset {self.project}.{self.dataset}") from None
+        except (GoogleAPIError, OSError) as e:
+            raise StoreError(f"BigQuery not reachable: {str(e).splitlines()[0]}") from None
         missing = {"scores", "alerts", "writings"} - names
         if missing:
             raise StoreError(f"dataset {self.dataset} has no table(s) "
