@@ -14,6 +14,10 @@ INSTALL_REQUIRES = [
     "scipy==1.17.1",
     "duckdb==2.0.0",
     "matplotlib==3.11.2",
+    # The review web app (earlyrisk serve): Flask for routing, signed sessions and
+    # autoescaped templates; waitress as a pure-Python production WSGI server.
+    "flask==3.1.3",
+    "waitress==3.0.2",
 ]
 
 EXTRAS = {
@@ -22,6 +26,7 @@ EXTRAS = {
         "pytest-timeout==2.4.0",
         "hypothesis==6.170.15",
         "ruff==0.17.6",
+        "selenium==4.51.0",  # browser tests of the review app (Debian chromium-driver)
     ],
 }
 
@@ -33,8 +38,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "transforms*", "models*", "corpora*",
-                                    "storage*", "evaluation*"]),
-    package_data={"models": ["default/*.json", "default/*.npy"]},
+                                    "storage*", "evaluation*", "webapp*"]),
+    package_data={"models": ["default/*.json", "default/*.npy"],
+                  "webapp": ["templates/*.html", "static/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["earlyrisk=pipelines.cli:main"]},

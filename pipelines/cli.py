@@ -2,7 +2,8 @@
 
 Subcommands: ``run`` (the screening pipeline), ``train`` (fit and save a
 portable model), ``simulate`` (rebuild the simulated user streams), ``sql``
-(query the embedded store). ``earlyrisk SUBCOMMAND --help`` documents each.
+(query the embedded store), ``serve`` (the expert review web app).
+``earlyrisk SUBCOMMAND --help`` documents each.
 Bad arguments exit with status 2 and a one-line reason.
 """
 
@@ -297,6 +298,49 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return evaluate_command(args)
     except ValueError as e:
         raise UsageError(str(e).splitlines()[0]) from None
+# -- serve -----------------------------------------------------------------------
+def _serve_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "serve",
+        help="run the expert review web app",
+        description="Serve the review web app over the store 'earlyrisk run' wrote: alerts, "
+        "per-user history with probabilities, tagging, dataset downloads, statistics. "
+        "Needs credentials in the environment: EARLYRISK_REVIEW_USERS (name:hash, see "
+        "--hash-password) and/or EARLYRISK_REVIEW_TOKEN. See docs/REVIEW_APP.md.",
+    )
+    p.add_argument("--db", default="duckdb://earlyrisk.duckdb",
+                   help="store: duckdb://PATH, a path, or bigquery://PROJECT/DATASET "
+                        "(default: duckdb://earlyrisk.duckdb)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--raw-names", action="store_true",
+                   help="show user ids as stored even when they are raw Reddit names "
+                        "(default: pseudonymise them for display; or set "
+                        "EARLYRISK_REVIEW_RAW_NAMES=1)")
+    p.add_argument("--hash-password", action="store_true",
+                   help="read a password (stdin or prompt), print its hash for "
+                        "EARLYRISK_REVIEW_USERS and exit")
+    return p
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webapp.server import prompt_password_hash, serve
+
+    if args.hash_password:
+        try:
+            print(prompt_password_hash())
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        return 0
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be 1-65535, got {args.port}")
+    try:
+        serve(args.db, args.host, args.port, raw_names=args.raw_names)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    return 0
 
 
 # -- main ------------------------------------------------------------------------
@@ -306,6 +350,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "simulate": (_simulate_parser, cmd_simulate),
     "sql": (_sql_parser, cmd_sql),
     "evaluate": (_evaluate_parser, cmd_evaluate),
+    "serve": (_serve_parser, cmd_serve),
 }
 
 
