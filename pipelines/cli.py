@@ -255,12 +255,26 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- crawl -----------------------------------------------------------------------
+def _crawl_parser(sub) -> argparse.ArgumentParser:
+    from crawler.cli import add_parser
+
+    return add_parser(sub)
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from crawler.cli import cmd_crawl as run_crawl
+
+    return run_crawl(args)
+
+
 # -- main ------------------------------------------------------------------------
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": (_run_parser, cmd_run),
     "train": (_train_parser, cmd_train),
     "simulate": (_simulate_parser, cmd_simulate),
     "sql": (_sql_parser, cmd_sql),
+    "crawl": (_crawl_parser, cmd_crawl),
 }
 
 
