@@ -35,6 +35,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--max-writings", type=int, default=None,
                    help="stop after publishing N writings")
     p.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    p.add_argument("--exit-when-idle", type=float, default=None, metavar="SECONDS",
+                   help="stop once nothing new has arrived for SECONDS and no user is queued "
+                        "(crawl a backlog, then exit)")
     p.add_argument("--history-limit", type=int, default=1000,
                    help="posts and comments fetched per user, each (default 1000, Reddit's "
                         "listing cap)")
@@ -76,8 +79,10 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError("--duration must be positive")
+    for name in ("duration", "exit_when_idle"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
     try:
         reddit = make_reddit(args.site, args.api_url, args.user_agent)
     except CredentialsError as e:
@@ -98,6 +103,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     config = CrawlConfig(subreddits=args.subreddits, history_limit=args.history_limit,
                          users_per_cycle=args.users_per_cycle, max_users=args.max_users,
                          max_writings=args.max_writings, duration=args.duration,
+                         exit_when_idle=args.exit_when_idle,
                          queue_capacity=args.queue_capacity)
     show = not args.no_progress and sys.stderr.isatty()
     crawler = Crawler(reddit, publisher, state, IncrementalScorer(model), config,

@@ -50,6 +50,7 @@ class CrawlConfig:
     duration: float | None = None
     queue_capacity: int = 100_000
     max_idle_sleep: float = 16.0
+    exit_when_idle: float | None = None  # stop after this long with nothing to do
 
 
 @dataclass
@@ -236,6 +237,7 @@ class Crawler:
             subs.stream.comments(pause_after=-1, exception_handler=self._stream_error),
         )
         idle = 0.5
+        last_activity = time.monotonic()
         try:
             while not self.done():
                 new = 0
@@ -251,6 +253,11 @@ class Crawler:
                     self._tick_progress()
                 self._update_ratelimit()
                 self._tick_progress()
+                if new or crawled:
+                    last_activity = time.monotonic()
+                elif (cfg.exit_when_idle is not None and not len(self.queue)
+                      and time.monotonic() - last_activity >= cfg.exit_when_idle):
+                    break
                 if new == 0 and crawled == 0 and not self.done():
                     # Nothing new anywhere: back off rather than spend the rate budget.
                     wait = idle
