@@ -139,9 +139,19 @@ class KafkaPublisher(Publisher):
         self._producer.poll(0)
 
     def flush(self, timeout: float = 30.0) -> None:
+        if self._producer is None:
+            return
         left = self._producer.flush(timeout)
         if left:
             raise TimeoutError(f"{left} Kafka messages still undelivered after {timeout:g} s")
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            # Drop the client now (not at garbage collection), so it stops
+            # reconnecting to a broker that may be gone.
+            self._producer = None
 
 
 class PubSubPublisher(Publisher):
