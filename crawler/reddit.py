@@ -67,8 +67,9 @@ def make_reddit(site: str | None = None, api_url: str | None = None,
     try:
         reddit = praw.Reddit(site or None, **kwargs)
     except Exception as e:  # praw raises MissingRequiredAttributeException et al.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CredentialsError(
-            f"Reddit credentials missing or invalid ({e}); set REDDIT_CLIENT_ID and "
+            f"Reddit credentials missing or invalid ({first}); set REDDIT_CLIENT_ID and "
             "REDDIT_CLIENT_SECRET, or a praw.ini site (--site)") from None
     reddit.read_only = True
     return reddit

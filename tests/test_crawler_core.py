@@ -136,3 +136,29 @@ def test_file_publisher_appends_jsonl(tmp_path):
     lines = path.read_text().splitlines()
     assert [json.loads(x)["id"] for x in lines] == ["t3_abc", "t1_xyz"]
     assert pub.delivered == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["crawl", "--api-url", "http://example.com"],  # credentials in clear text off-machine
+    ["crawl", "--max-users", "0"],
+    ["crawl", "--output", "s3://bucket/key"],
+])
+def test_crawl_cli_bad_arguments_exit_2(argv, monkeypatch, tmp_path, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.setenv("REDDIT_CLIENT_ID", "x")
+    monkeypatch.setenv("REDDIT_CLIENT_SECRET", "y")
+    assert main([*argv, "--state", str(tmp_path / "s.sqlite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("earlyrisk: error:") and "\n" not in err
+
+
+def test_crawl_cli_without_credentials_exits_2(monkeypatch, tmp_path, capsys):
+    from pipelines.cli import main
+
+    for var in ("REDDIT_CLIENT_ID", "REDDIT_CLIENT_SECRET", "praw_client_id"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)  # no praw.ini here
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert main(["crawl", "--state", ":memory:"]) == 2
+    assert "REDDIT_CLIENT_ID" in capsys.readouterr().err
