@@ -40,6 +40,15 @@ _USER_GONE = (prawcore.exceptions.NotFound, prawcore.exceptions.Forbidden,
               prawcore.exceptions.Redirect)
 
 
+def is_fatal(e: Exception) -> bool:
+    """True for errors a retry cannot fix (rejected credentials answer a bare 401)."""
+    if isinstance(e, _FATAL):
+        return True
+    response = getattr(e, "response", None)
+    return (isinstance(e, prawcore.exceptions.ResponseException) and response is not None
+            and response.status_code in (400, 401, 403, 404))
+
+
 @dataclass
 class CrawlConfig:
     subreddits: str = "all"
@@ -196,7 +205,7 @@ class Crawler:
     # -- main loop ------------------------------------------------------------
     def _stream_error(self, e: Exception) -> None:
         self.metrics.api_errors += 1
-        if isinstance(e, _FATAL):
+        if is_fatal(e):
             raise e
         log.warning("Reddit request failed, retrying with backoff: %s", e)
 

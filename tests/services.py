@@ -61,3 +61,35 @@ def tansu() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/"
+                       "cloud-pubsub-emulator")
+
+
+@contextlib.contextmanager
+def pubsub_emulator() -> Iterator[str]:
+    """Google's Pub/Sub emulator (part of the machine image, not installable from a
+    registry); yields "127.0.0.1:PORT" for PUBSUB_EMULATOR_HOST."""
+    if not PUBSUB_EMULATOR.is_file():
+        raise FileNotFoundError(f"Pub/Sub emulator not found at {PUBSUB_EMULATOR}")
+    port = free_port()
+    proc = subprocess.Popen([str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_for_port(port, timeout=60, proc=proc)
+        yield f"127.0.0.1:{port}"
+    finally:
+        # The launcher script starts a JVM child: end the whole process group we made.
+        import os
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -162,3 +162,62 @@ def test_queue_crawls_higher_first_risk_estimates_first(fixtures, reddit_env, tm
     assert len(priorities) == crawler.metrics.users_crawled > 20
     assert priorities == sorted(priorities, reverse=True)
     assert len(set(priorities)) > 5  # the estimates do differ between users
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_crawl_into_pubsub_emulator_every_writing_once(fixtures, reddit_env, tmp_path,
+                                                       monkeypatch):
+    from tests.services import PUBSUB_EMULATOR, pubsub_emulator
+
+    if not PUBSUB_EMULATOR.is_file():
+        pytest.skip(f"Pub/Sub emulator not installed at {PUBSUB_EMULATOR} (machine image only)")
+    from google.cloud import pubsub_v1
+
+    with pubsub_emulator() as host, FakeReddit(fixtures, window_s=1.0) as fake:
+        monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
+        topic = "projects/demo-project/topics/reddit-writings"
+        subscription = "projects/demo-project/subscriptions/reddit-writings-test"
+        pubsub_v1.PublisherClient().create_topic(name=topic)
+        subscriber = pubsub_v1.SubscriberClient()
+        subscriber.create_subscription(request={"name": subscription, "topic": topic,
+                                                "enable_message_ordering": True})
+        metrics = _crawl_cli(fake, f"pubsub://{topic}", tmp_path)
+        received: list = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            done = len(received) >= metrics["writings_published"]
+            # Once all arrived, one more pull: a duplicate would show up there.
+            resp = subscriber.pull(subscription=subscription, max_messages=500,
+                                   timeout=2 if done else 5)
+            if not resp.received_messages:
+                if done:
+                    break
+                continue
+            received += [r.message for r in resp.received_messages]
+            subscriber.acknowledge(subscription=subscription,
+                                   ack_ids=[r.ack_id for r in resp.received_messages])
+        subscriber.close()
+        published = [json.loads(m.data) for m in received]
+        assert all(m.ordering_key == p["author"] and m.attributes["id"] == p["id"]
+                   for m, p in zip(received, published))
+        _check_crawl(fake, fixtures, published, metrics)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("extra_env,argv,message", [
+    ({"REDDIT_CLIENT_SECRET": "wrong"}, [], "401"),
+    ({}, ["--subreddits", "no_such_subreddit"], "Redirect"),
+])
+def test_fatal_api_errors_stop_the_crawl_with_one_line(fixtures, reddit_env, monkeypatch,
+                                                       tmp_path, capsys, extra_env, argv,
+                                                       message):
+    for k, v in extra_env.items():
+        monkeypatch.setenv(k, v)
+    with FakeReddit(fixtures, window_s=1.0) as fake:
+        status = main(["crawl", "--api-url", fake.url, "--state", ":memory:",
+                       "--output", f"file://{tmp_path / 'w.jsonl'}", "--duration", "30",
+                       "--no-progress", *argv])
+    assert status == 1
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("earlyrisk:")]
+    assert len(errors) == 1 and message in errors[0]

@@ -62,6 +62,7 @@ class FakeReddit:
         self.tokens: set[str] = set()
         self._window_start = time.monotonic()
         self._window_used = 0
+        self.subreddits = {t["data"]["subreddit"].casefold() for t in data.things}
         self._by_author: dict[str, list[dict]] = {}
         for t in data.things:
             self._by_author.setdefault(t["data"]["author"].casefold(), []).append(t)
@@ -157,6 +158,9 @@ class FakeReddit:
 def _make_handler(fake: FakeReddit):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Buffered writes: headers and body leave in one segment (flushed by
+        # handle_one_request), avoiding Nagle / delayed-ACK stalls per request.
+        wbufsize = -1
 
         def log_message(self, fmt, *args) -> None:  # quiet: tests read counters instead
             pass
@@ -210,7 +214,11 @@ def _make_handler(fake: FakeReddit):
                 return
             parts = [p for p in url.path.split("/") if p]
             query = parse_qs(url.query)
-            if len(parts) == 3 and parts[0] == "r" and parts[2] in ("new", "comments"):
+            if (len(parts) == 3 and parts[0] == "r" and parts[1].lower() != "all"
+                    and not {x.casefold() for x in parts[1].split("+")} <= fake.subreddits):
+                # Reddit redirects a listing of an unknown subreddit to its search page.
+                self._send(302, {}, {**rl, "Location": f"/subreddits/search?q={parts[1]}"})
+            elif len(parts) == 3 and parts[0] == "r" and parts[2] in ("new", "comments"):
                 items = fake.live_listing(parts[1], "t3" if parts[2] == "new" else "t1")
                 self._send(200, fake.page(items, query), rl)
             elif len(parts) == 3 and parts[0] == "user" and parts[2] in ("submitted",
