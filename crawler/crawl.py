@@ -93,6 +93,8 @@ class CrawlMetrics:
             "users_failed": self.users_failed,
             "writings_published": self.writings_published,
             "writings_per_s": round(self.writings_published / self.elapsed(), 2),
+            "users_discovered_per_s": round(self.users_discovered / self.elapsed(), 3),
+            "users_queued_per_s": round(self.users_queued / self.elapsed(), 3),
             "users_crawled_per_s": round(self.users_crawled / self.elapsed(), 3),
             "stream_items": self.stream_items,
             "history_items": self.history_items,
@@ -290,9 +292,9 @@ def print_metrics(metrics: CrawlMetrics, out: TextIO = sys.stdout) -> None:
     skipped = ", ".join(f"{k} {v}" for k, v in d["skipped"].items()) or "none"
     lines = [
         f"elapsed            {d['elapsed_s']:.1f} s",
-        f"users discovered   {d['users_discovered']}",
-        f"users queued       {d['users_queued']} (dropped from a full queue: "
-        f"{d['users_dropped']})",
+        f"users discovered   {d['users_discovered']} ({d['users_discovered_per_s']:.2f}/s)",
+        f"users queued       {d['users_queued']} ({d['users_queued_per_s']:.2f}/s; dropped "
+        f"from a full queue: {d['users_dropped']})",
         f"users crawled      {d['users_crawled']} ({d['users_crawled_per_s']:.2f}/s; "
         f"unavailable: {d['users_failed']})",
         f"writings published {d['writings_published']} ({d['writings_per_s']:.1f}/s; "
