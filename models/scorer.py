@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections import Counter
+from collections import _count_elements  # C helper behind Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +35,7 @@ from models.portable import PortableModel, sigmoid
 DEFAULT_DEDUPE_WINDOW = 2048
 # tf(c) = 1 + ln(c) for small counts, looked up instead of computed.
 _LOG_TF = [0.0] + [1.0 + math.log(c) for c in range(1, 4096)]
+_LOG_TF_SQ = [x * x for x in _LOG_TF]
 _STATE_VERSION = 1
 _HEADER = struct.Struct("<BIHbddd")  # version, n, alerts, last_band, s1, s2, last_event
 
@@ -42,6 +43,10 @@ _HEADER = struct.Struct("<BIHbddd")  # version, n, alerts, last_band, s1, s2, la
 def submission_fingerprint(submission_id: str) -> int:
     """64-bit fingerprint of a submission id, for the dedupe window."""
     return int.from_bytes(hashlib.blake2b(submission_id.encode(), digest_size=8).digest(), "little")
+
+
+def _log_tf(c: int) -> float:
+    return 1.0 + math.log(c) if c else 0.0
 
 
 class UserState:
@@ -157,10 +162,15 @@ class IncrementalScorer:
         self.model = model
         self.version = model.version
         self._tokens = model.tokenizer.tokens
+        self._keys = model.tokenizer.keys
         self._index = {t: i for i, t in enumerate(model.vocabulary)}
+        # The fast tokeniser path yields ASCII terms as bytes (see Tokenizer.keys).
+        self._byte_index = {t.encode("ascii"): i for t, i in self._index.items()
+                            if t.isascii()}
         wi = np.asarray(model.coef) * np.asarray(model.idf)
         self._wi = wi.tolist()
         self._idf2 = (np.asarray(model.idf) ** 2).tolist()
+        self._wq = list(zip(self._wi, self._idf2))
         self._intercept = float(model.intercept)
         self._sublinear = bool(model.sublinear_tf)
         self._positive = [int(i) for i in np.flatnonzero(wi > 0)]
@@ -168,7 +178,10 @@ class IncrementalScorer:
     def term_counts(self, text: str) -> list[tuple[int, int]]:
         """In-vocabulary (term id, count) pairs of one text."""
         # Mapping and counting run in C; out-of-vocabulary terms collect under None.
-        ids = Counter(map(self._index.get, self._tokens(text)))
+        keys = self._keys(text)
+        index = self._byte_index if keys and type(keys[0]) is bytes else self._index
+        ids: dict = {}
+        _count_elements(ids, map(index.get, keys))
         ids.pop(None, None)
         return list(ids.items())
 
@@ -193,19 +206,27 @@ class IncrementalScorer:
         u2 = state.s2
         if self._sublinear:
             # x_t = 1 + ln(c_t): update by the difference of old and new tf.
-            table, n_table, log = _LOG_TF, len(_LOG_TF), math.log
+            # Table lookups for tf and tf**2 (counts past the table are rare and
+            # computed); one (coef * idf, idf**2) pair per term.
+            table, sq, n_table, wq = _LOG_TF, _LOG_TF_SQ, len(_LOG_TF), self._wq
+            get = counts.get
             for i, d in self.term_counts(text):
-                w = wi[i]
-                q = idf2[i]
-                c = counts.get(i, 0)
+                w, q = wq[i]
+                c = get(i, 0)
                 e = c + d
-                tf = table[d] if d < n_table else 1.0 + log(d)
-                new = table[e] if e < n_table else 1.0 + log(e)
-                old = table[c] if c < n_table else 1.0 + log(c)
-                t1 += w * tf
-                t2 += q * tf * tf
-                u1 += w * (new - old)
-                u2 += q * (new * new - old * old)
+                if e < n_table:
+                    t1 += w * table[d]
+                    t2 += q * sq[d]
+                    u1 += w * (table[e] - table[c])
+                    u2 += q * (sq[e] - sq[c])
+                else:
+                    tf = _log_tf(d)
+                    new = _log_tf(e)
+                    old = _log_tf(c)
+                    t1 += w * tf
+                    t2 += q * tf * tf
+                    u1 += w * (new - old)
+                    u2 += q * (new * new - old * old)
                 counts[i] = e
         else:
             for i, d in self.term_counts(text):

@@ -1,0 +1,81 @@
+"""Runs one measured job in a fresh process and reports its own resource use.
+
+Peak resident memory is a per-process high-water mark, so each size of the
+scale benchmark and the training run get a process of their own:
+
+    python -m bench.child JOB RESULT.json [ARGS...]
+
+JOB is ``train`` (``earlyrisk train``), ``pipeline`` (``earlyrisk run`` on a
+file) or ``core`` (the incremental scorer over a file, every user's state held
+in a dict, no Beam). RESULT.json gets wall and CPU seconds, peak RSS (MiB) and
+the job's own figures.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+
+def _core(path: str) -> dict:
+    from corpora.readers import iter_lines
+    from models.portable import PortableModel
+    from models.scorer import IncrementalScorer, UserState
+    from models.wire import Pseudonymizer, parse_submission
+
+    scorer = IncrementalScorer(PortableModel.load())
+    raw = Pseudonymizer(None)
+    states: dict[str, UserState] = {}
+    n = 0
+    for _, line in iter_lines(path):
+        sub = parse_submission(line, raw, now=float("inf"))
+        st = states.get(sub.user_id)
+        if st is None:
+            st = states[sub.user_id] = UserState()
+        st.remember(sub.id)
+        scorer.update(st, sub.text, sub.created_utc)
+        n += 1
+    encoded = sum(len(s.to_bytes()) for s in states.values())
+    return {"scored": n, "users": len(states), "state_bytes_encoded": encoded}
+
+
+def _pipeline(path: str, out: str) -> dict:
+    from pipelines.screening import run
+
+    s = run(["--input", f"file://{path}", "--output", f"duckdb://{out}", "--raw-user-ids",
+             "--runner", "direct"], show_progress=False)
+    return {"scored": s.scored, "users": s.users, "balanced": s.balanced}
+
+
+def _train(out: str) -> dict:
+    import contextlib
+    import io
+
+    from pipelines.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["train", "--out", out])
+    return {"exit": code, "output": buf.getvalue().strip().splitlines()}
+
+
+def main(argv: list[str]) -> int:
+    job, result_path, *args = argv
+    jobs = {"core": _core, "pipeline": _pipeline, "train": _train}
+    if job not in jobs:
+        print(f"unknown job {job!r}", file=sys.stderr)
+        return 2
+    w0, c0 = time.perf_counter(), time.process_time()
+    figures = jobs[job](*args)
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    figures.update(wall_s=round(wall, 2), cpu_s=round(cpu, 2), peak_rss_mib=round(peak, 1))
+    with open(result_path, "w", encoding="utf-8") as f:
+        json.dump(figures, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

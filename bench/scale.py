@@ -1,0 +1,71 @@
+"""Scale and training benchmarks, each size in a fresh process (see bench.child).
+
+Scale: a synthetic replay (bench.corpus.synthetic_stream, written lazily to a
+temporary file) at growing sizes with ten submissions per user, through
+
+* ``core``: the incremental scorer with every user's state in a dict (no Beam):
+  throughput, peak RSS, encoded state bytes;
+* ``pipeline``: ``earlyrisk run`` on the FnApiRunner into DuckDB.
+
+Linearity shows as constant per-submission time and per-user memory across
+sizes. Training: ``earlyrisk train`` on the bundled simulated train split.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench import corpus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _child(job: str, *args: str, timeout: float = 3600) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = f.name
+    proc = subprocess.run([sys.executable, "-m", "bench.child", job, out, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench child {job} failed: {proc.stderr.strip()[-2000:]}")
+    data = json.loads(Path(out).read_text(encoding="utf-8"))
+    Path(out).unlink()
+    return data
+
+
+def run(quick: bool = False, sizes: list[tuple[int, int]] | None = None,
+        pipeline_sizes: list[tuple[int, int]] | None = None, say=lambda _m: None) -> dict:
+    """Scale figures: ``sizes`` for the core, ``pipeline_sizes`` for earlyrisk run."""
+    sizes = sizes or ([(5_000, 500), (20_000, 2_000)] if quick
+                      else [(100_000, 10_000), (1_000_000, 100_000)])
+    pipeline_sizes = pipeline_sizes or ([(5_000, 500)] if quick
+                                        else [(100_000, 10_000), (1_000_000, 100_000)])
+    out: dict = {"core": [], "pipeline": []}
+    with tempfile.TemporaryDirectory(prefix="earlyrisk-scale-") as tmp:
+        for n, users in sorted(set(sizes) | set(pipeline_sizes)):
+            path = corpus.synthetic_stream(Path(tmp) / f"s{n}.jsonl", n, users)
+            if (n, users) in sizes:
+                say(f"scale: core replay of {n:,} submissions / {users:,} users")
+                r = _child("core", str(path))
+                r.update(submissions=n, per_s=round(n / r["cpu_s"]),
+                         us_per_submission=round(r["cpu_s"] / n * 1e6, 2),
+                         state_bytes_per_user=round(r["state_bytes_encoded"] / r["users"], 1))
+                out["core"].append(r)
+            if (n, users) in pipeline_sizes:
+                say(f"scale: earlyrisk run on {n:,} submissions / {users:,} users")
+                r = _child("pipeline", str(path), str(Path(tmp) / f"s{n}.duckdb"))
+                r.update(submissions=n, per_s=round(n / r["wall_s"]),
+                         us_per_submission=round(r["wall_s"] / n * 1e6, 2))
+                out["pipeline"].append(r)
+            path.unlink()
+    return out
+
+
+def training() -> dict:
+    with tempfile.TemporaryDirectory(prefix="earlyrisk-train-") as tmp:
+        r = _child("train", str(Path(tmp) / "model"))
+    r["identical_to_bundled"] = any("identical" in line for line in r.pop("output"))
+    return r
