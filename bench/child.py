@@ -29,6 +29,7 @@ def _core(path: str) -> dict:
     raw = Pseudonymizer(None)
     states: dict[str, UserState] = {}
     n = 0
+    c0 = time.process_time()
     for _, line in iter_lines(path):
         sub = parse_submission(line, raw, now=float("inf"))
         st = states.get(sub.user_id)
@@ -37,8 +38,10 @@ def _core(path: str) -> dict:
         st.remember(sub.id)
         scorer.update(st, sub.text, sub.created_utc)
         n += 1
+    replay_cpu = time.process_time() - c0
     encoded = sum(len(s.to_bytes()) for s in states.values())
-    return {"scored": n, "users": len(states), "state_bytes_encoded": encoded}
+    return {"scored": n, "users": len(states), "state_bytes_encoded": encoded,
+            "replay_cpu_s": round(replay_cpu, 2)}
 
 
 def _pipeline(path: str, out: str) -> dict:
@@ -49,7 +52,7 @@ def _pipeline(path: str, out: str) -> dict:
     return {"scored": s.scored, "users": s.users, "balanced": s.balanced}
 
 
-def _train(out: str) -> dict:
+def _train(out: str, *extra: str) -> dict:
     import contextlib
     import io
 
@@ -57,8 +60,21 @@ def _train(out: str) -> dict:
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(io.StringIO()):
-        code = main(["train", "--out", out])
+        code = main(["train", "--out", out, *extra])
     return {"exit": code, "output": buf.getvalue().strip().splitlines()}
+
+
+def _peak_rss_mib() -> float:
+    # VmHWM is this process's own high-water mark. getrusage's ru_maxrss is
+    # not: Linux carries it over fork and exec, so a child would report its
+    # parent's peak whenever that was higher.
+    try:
+        for line in open("/proc/self/status", encoding="ascii"):
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def main(argv: list[str]) -> int:
@@ -70,8 +86,7 @@ def main(argv: list[str]) -> int:
     w0, c0 = time.perf_counter(), time.process_time()
     figures = jobs[job](*args)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-    figures.update(wall_s=round(wall, 2), cpu_s=round(cpu, 2), peak_rss_mib=round(peak, 1))
+    figures.update(wall_s=round(wall, 2), cpu_s=round(cpu, 2), peak_rss_mib=_peak_rss_mib())
     with open(result_path, "w", encoding="utf-8") as f:
         json.dump(figures, f)
     return 0

@@ -2,7 +2,8 @@
 
 Subcommands: ``run`` (the screening pipeline), ``train`` (fit and save a
 portable model), ``simulate`` (rebuild the simulated user streams), ``sql``
-(query the embedded store), ``serve`` (the expert review web app).
+(query the embedded store), ``serve`` (the expert review web app), ``bench``
+(performance measurements, see docs/PERFORMANCE.md).
 ``earlyrisk SUBCOMMAND --help`` documents each.
 Bad arguments exit with status 2 and a one-line reason.
 """
@@ -354,6 +355,41 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     return run_crawl(args)
 
 
+# -- bench -----------------------------------------------------------------------
+def _bench_parser(sub) -> argparse.ArgumentParser:
+    from bench.run import DEFAULT_RESULTS, SECTIONS
+
+    p = sub.add_parser(
+        "bench",
+        help="measure performance against the paper's method and Beam's ceiling",
+        description="Benchmarks, each side by side with its baseline in the same run: the "
+        "incremental scorer vs the paper's re-transform, earlyrisk run vs an empty stateful "
+        "DoFn, per-user state size, Pub/Sub latency, a 1M-submission replay and training. "
+        "Prints a table and writes a JSON file. See docs/PERFORMANCE.md.",
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (a minute or two; what CI runs)")
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
+    p.add_argument("--results", default=str(DEFAULT_RESULTS),
+                   help="where to write the JSON results (default bench/results.json)")
+    return p
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from bench.run import SECTIONS, run, table
+
+    sections = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown or not sections:
+        raise UsageError(f"--only: unknown section {unknown[0] if unknown else '(none)'} "
+                         f"(sections: {', '.join(SECTIONS)})")
+    results = run(quick=args.quick, sections=sections, results=Path(args.results), say=_say)
+    print(table(results))
+    print(f"results          {args.results}")
+    return 0
+
+
 # -- main ------------------------------------------------------------------------
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": (_run_parser, cmd_run),
@@ -363,6 +399,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "evaluate": (_evaluate_parser, cmd_evaluate),
     "serve": (_serve_parser, cmd_serve),
     "crawl": (_crawl_parser, cmd_crawl),
+    "bench": (_bench_parser, cmd_bench),
 }
 
 
