@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "scipy==1.17.1",
     "duckdb==2.0.0",
+    "sqlglot==30.30.0",  # BigQuery -> DuckDB translation of the analytics pack
 ]
 
 EXTRAS = {
@@ -32,8 +33,9 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "transforms*", "models*", "corpora*",
-                                    "storage*"]),
-    package_data={"models": ["default/*.json", "default/*.npy"]},
+                                    "storage*", "analytics*"]),
+    package_data={"models": ["default/*.json", "default/*.npy"],
+                  "analytics": ["queries/*.sql"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["earlyrisk=pipelines.cli:main"]},

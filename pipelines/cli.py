@@ -255,12 +255,34 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- analytics -------------------------------------------------------------------
+def _analytics_parser(sub) -> argparse.ArgumentParser:
+    from analytics.cli import add_arguments
+
+    p = sub.add_parser(
+        "analytics",
+        help="run a named analytics query on DuckDB or BigQuery",
+        description="Named queries written once in BigQuery SQL (analytics/queries/), run "
+        "unchanged on BigQuery and translated for DuckDB. 'earlyrisk analytics --list' "
+        "shows them with their parameters.",
+    )
+    add_arguments(p)
+    return p
+
+
+def cmd_analytics(args: argparse.Namespace) -> int:
+    from analytics.cli import run
+
+    return run(args, UsageError)
+
+
 # -- main ------------------------------------------------------------------------
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": (_run_parser, cmd_run),
     "train": (_train_parser, cmd_train),
     "simulate": (_simulate_parser, cmd_simulate),
     "sql": (_sql_parser, cmd_sql),
+    "analytics": (_analytics_parser, cmd_analytics),
 }
 
 

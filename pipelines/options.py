@@ -43,7 +43,18 @@ class ScreeningOptions(PipelineOptions):
                  "stream)")
         parser.add_argument(
             "--output", default=DEFAULT_OUTPUT,
-            help="sink URI: duckdb://PATH (default: duckdb://earlyrisk.duckdb)")
+            help="sink URI: duckdb://PATH or bigquery://PROJECT/DATASET "
+                 "(default: duckdb://earlyrisk.duckdb)")
+        parser.add_argument(
+            "--bq_create_tables", "--bq-create-tables", action="store_true", default=False,
+            help="with bigquery://: create the dataset and any missing tables (partitioned "
+                 "by day, clustered by user) before writing")
+        parser.add_argument(
+            "--bq_method", "--bq-method", choices=("streaming", "file_loads"),
+            default="streaming",
+            help="with bigquery://: 'streaming' inserts with deterministic insert ids "
+                 "(default), or 'file_loads' (load jobs via --temp_location gs://..., for "
+                 "backfills on real GCP; not available offline)")
         parser.add_argument(
             "--model", default=None,
             help="portable model directory (default: the bundled model)")
@@ -127,9 +138,11 @@ def validate(opts: ScreeningOptions) -> None:
         if scheme == "file" and not any(ch in location for ch in "*?[") \
                 and not Path(location).exists():
             raise OptionsError(f"--input: {location} does not exist")
-        parse_sink_uri(opts.output)
+        sink_scheme, _ = parse_sink_uri(opts.output)
     except (SourceURIError, SinkURIError) as e:
         raise OptionsError(str(e)) from None
+    if sink_scheme != "bigquery" and (opts.bq_create_tables or opts.bq_method != "streaming"):
+        raise OptionsError("--bq-create-tables and --bq-method need --output bigquery://...")
     try:
         PortableModel.load(opts.model)
     except (ModelFormatError, OSError) as e:
