@@ -14,12 +14,13 @@ reviewed AS (
   WHERE v.label IN ('risk', 'no_risk')
 )
 SELECT
-  cutoff,
+  pct / 100 AS cutoff,
   COUNT(r.p_user) AS reviewed,
   COUNTIF(r.is_risk) AS risk,
   COUNTIF(NOT r.is_risk) AS no_risk,
   ROUND(SAFE_DIVIDE(COUNTIF(r.is_risk), COUNT(r.p_user)), 4) AS precision
-FROM UNNEST([0.5, 0.6, 0.7, 0.8, 0.9]) AS cutoff
-LEFT JOIN reviewed AS r ON r.p_user > cutoff
-GROUP BY cutoff
-ORDER BY cutoff
+-- Integer percentages: a decimal literal is FLOAT64 in BigQuery but DECIMAL in DuckDB.
+FROM UNNEST([50, 60, 70, 80, 90]) AS pct
+LEFT JOIN reviewed AS r ON r.p_user > pct / 100
+GROUP BY pct
+ORDER BY pct
