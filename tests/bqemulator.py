@@ -12,6 +12,8 @@ import os
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,30 +31,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def _ready(rest: int) -> bool:
+    """The REST API answers (not just an open port: start-up binds it early)."""
+    url = f"http://127.0.0.1:{rest}/bigquery/v2/projects/{PROJECT}/datasets"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except (OSError, urllib.error.URLError):
+        return False
 
 
 @contextmanager
 def running_emulator(log_path: Path) -> Iterator[str]:
-    """Run bqemulator on free ports; yields its REST endpoint (http://127.0.0.1:PORT)."""
-    rest, grpc = free_port(), free_port()
+    """Run bqemulator on free ports; yields its REST endpoint (http://127.0.0.1:PORT).
+
+    The gRPC port (unused here) is left to the emulator (0): a port picked by
+    us could be taken by another process before the emulator binds it, which
+    kills the emulator after its REST port is already open.
+    """
+    rest = free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [str(BINARY), "start", "--rest-port", str(rest), "--grpc-port", str(grpc),
+            [str(BINARY), "start", "--rest-port", str(rest), "--grpc-port", "0",
              "--project", PROJECT, "--log-level", "warning"],
             stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _listening(rest):
+        while not _ready(rest):
             if proc.poll() is not None:
                 raise RuntimeError(f"bqemulator exited with {proc.returncode}; "
                                    f"log: {log_path.read_text()[-2000:]}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"bqemulator did not listen within {START_TIMEOUT_S} s")
             time.sleep(0.2)
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            raise RuntimeError(f"bqemulator exited during start-up; "
+                               f"log: {log_path.read_text()[-2000:]}")
         yield f"http://127.0.0.1:{rest}"
     finally:
         proc.terminate()
