@@ -117,6 +117,31 @@ def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
     return KeySource(env_var=KEY_ENV, key_file=str(path))
 
 
+def _validate_bigquery(opts: ScreeningOptions) -> None:
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    from storage.bigquery_store import emulator_host
+
+    if opts.bq_method == "file_loads":
+        if emulator_host():
+            raise OptionsError("--bq-method file_loads needs real BigQuery and Cloud Storage; "
+                               "the emulator takes streaming inserts only")
+        temp = opts.view_as(GoogleCloudOptions).temp_location or ""
+        if not temp.startswith("gs://"):
+            raise OptionsError("--bq-method file_loads needs --temp_location gs://BUCKET/PATH")
+    if not emulator_host():
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            google.auth.default()
+        except DefaultCredentialsError:
+            raise OptionsError(
+                "--output bigquery://: no Google credentials (run 'gcloud auth "
+                "application-default login', or set BIGQUERY_EMULATOR_HOST for the "
+                "local emulator)") from None
+
+
 def validate(opts: ScreeningOptions) -> None:
     """Raise OptionsError with a one-line reason for any bad value."""
     from models.portable import ModelFormatError, PortableModel
@@ -143,6 +168,8 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError(str(e)) from None
     if sink_scheme != "bigquery" and (opts.bq_create_tables or opts.bq_method != "streaming"):
         raise OptionsError("--bq-create-tables and --bq-method need --output bigquery://...")
+    if sink_scheme == "bigquery":
+        _validate_bigquery(opts)
     try:
         PortableModel.load(opts.model)
     except (ModelFormatError, OSError) as e:

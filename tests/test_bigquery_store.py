@@ -119,3 +119,33 @@ def test_client_uses_emulator_anonymously(monkeypatch):
     c = bqs.client("demo-project")
     assert isinstance(c._credentials, AnonymousCredentials)
     assert c._connection.API_BASE_URL == "http://127.0.0.1:1"
+
+
+def test_file_loads_graph_builds_with_partitioning():
+    """FILE_LOADS needs GCS and real BigQuery: here only the graph is built, not run."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from transforms.bigquery_io import FILE_LOADS, WriteToBigQueryTables
+
+    p = beam.Pipeline(options=PipelineOptions(["--temp_location", "gs://bucket/tmp",
+                                               "--project", "demo-project"]))
+    scores = p | beam.Create([_score()])
+    {"scores": scores} | "Write" >> WriteToBigQueryTables(
+        bqs.DatasetRef("demo-project", "d"), method=FILE_LOADS)
+    assert {"Write/ToRowsScores", "Write/CountScores", "Write/LoadScores"} <= p.applied_labels
+
+
+def test_unknown_bq_method_rejected():
+    from transforms.bigquery_io import WriteToBigQueryTables
+
+    with pytest.raises(ValueError, match="method"):
+        WriteToBigQueryTables(bqs.DatasetRef("p", "d"), method="storage_write")
+
+
+def test_file_loads_refused_on_the_emulator(monkeypatch):
+    monkeypatch.setenv(bqs.EMULATOR_ENV, "http://127.0.0.1:1")
+    opts = ScreeningOptions(["--output", "bigquery://demo-project/d", "--bq-method",
+                             "file_loads"])
+    with pytest.raises(OptionsError, match="emulator"):
+        validate(opts)
