@@ -76,3 +76,63 @@ def running_emulator(log_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class RecordingProxy:
+    """A plain HTTP forwarder in front of the emulator that keeps insertAll bodies.
+
+    The emulator ignores insertId, so the ids the writer really sends are
+    observed on the wire instead.
+    """
+
+    def __init__(self, target: str) -> None:
+        import http.server
+        import threading
+
+        self.inserts: list[dict] = []
+        proxy = self
+        target = target.rstrip("/")
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                import json
+
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                if body and self.path.split("?")[0].endswith("/insertAll"):
+                    proxy.inserts.append(json.loads(body))
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() not in ("host", "connection", "accept-encoding")}
+                req = urllib.request.Request(target + self.path, data=body, headers=headers,
+                                             method=self.command)
+                try:
+                    with urllib.request.urlopen(req, timeout=60) as r:
+                        status, rheaders, data = r.status, r.headers, r.read()
+                except urllib.error.HTTPError as e:
+                    status, rheaders, data = e.code, e.headers, e.read()
+                self.send_response(status)
+                for k, v in rheaders.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length",
+                                         "content-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            # http.server dispatches on these fixed names.
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward  # noqa: N815
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> RecordingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
