@@ -79,6 +79,14 @@ def render(result: Result, fmt: str, max_rows: int) -> str:
             + f"\n({n} row{'s' if n != 1 else ''}{more})\n")
 
 
+def _is_backend_error(e: Exception) -> bool:
+    import duckdb
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    return isinstance(e, duckdb.Error | GoogleAPIError | GoogleAuthError)
+
+
 def run(args: argparse.Namespace, usage_error: type[Exception]) -> int:
     """Execute ``earlyrisk analytics``; bad arguments raise ``usage_error``."""
     if args.list:
@@ -102,8 +110,8 @@ def run(args: argparse.Namespace, usage_error: type[Exception]) -> int:
         result = run_query(args.name, params, args.db)
     except (QueryError, FileNotFoundError) as e:
         raise usage_error(str(e)) from None
-    except Exception as e:  # the backend's error, e.g. BigQuery NotFound
-        if type(e).__module__.startswith(("duckdb", "google")):
+    except Exception as e:  # the backend's own error, e.g. a missing table
+        if _is_backend_error(e):
             raise usage_error(f"query failed: {str(e).splitlines()[0]}") from None
         raise
     text = render(result, args.format, args.max_rows)

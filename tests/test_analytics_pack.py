@@ -193,6 +193,14 @@ def test_cli_list_and_exports(db, tmp_path, capsys):
     assert "(3 rows)" in capsys.readouterr().out
 
 
+def test_cli_backend_error_is_one_line(tmp_path, capsys):
+    path = tmp_path / "old.duckdb"
+    duckdb.connect(str(path)).execute("CREATE TABLE alerts (x INT)").close()
+    assert main(["analytics", "precision_by_priority", "--db", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "query failed" in err and len(err.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("argv, message", [
     (["analytics"], "name a query"),
     (["analytics", "nope"], "no query named"),
