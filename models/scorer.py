@@ -26,7 +26,7 @@ import hashlib
 import math
 import struct
 from collections import _count_elements  # C helper behind Counter
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -146,9 +146,8 @@ def _unpack_uints(data: bytes, pos: int) -> tuple[np.ndarray, int]:
     return arr, pos + n * width
 
 
-@dataclass(frozen=True)
-class Scored:
-    """The scorer's answer for one writing."""
+class Scored(NamedTuple):
+    """The scorer's answer for one writing (a NamedTuple: cheap to build per writing)."""
 
     p_text: float
     p_user: float
@@ -164,26 +163,32 @@ class IncrementalScorer:
         self._tokens = model.tokenizer.tokens
         self._keys = model.tokenizer.keys
         self._index = {t: i for i, t in enumerate(model.vocabulary)}
-        # The fast tokeniser path yields ASCII terms as bytes (see Tokenizer.keys).
-        self._byte_index = {t.encode("ascii"): i for t, i in self._index.items()
-                            if t.isascii()}
         wi = np.asarray(model.coef) * np.asarray(model.idf)
         self._wi = wi.tolist()
         self._idf2 = (np.asarray(model.idf) ** 2).tolist()
-        self._wq = list(zip(self._wi, self._idf2))
+        # Term key -> (id, coef * idf, idf**2): one lookup per distinct term of a
+        # writing; out-of-vocabulary keys miss. Bytes keys for the tokeniser's
+        # ASCII fast path, str keys otherwise (see Tokenizer.keys).
+        self._str_terms = {t: (i, self._wi[i], self._idf2[i]) for t, i in self._index.items()}
+        self._byte_terms = {t.encode("ascii"): v for t, v in self._str_terms.items()
+                            if t.isascii()}
         self._intercept = float(model.intercept)
         self._sublinear = bool(model.sublinear_tf)
         self._positive = [int(i) for i in np.flatnonzero(wi > 0)]
 
-    def term_counts(self, text: str) -> list[tuple[int, int]]:
-        """In-vocabulary (term id, count) pairs of one text."""
-        # Mapping and counting run in C; out-of-vocabulary terms collect under None.
+    def _key_counts(self, text: str) -> tuple[dict, dict]:
+        """Counts of each term key of ``text`` and the table to look the keys up in."""
         keys = self._keys(text)
-        index = self._byte_index if keys and type(keys[0]) is bytes else self._index
-        ids: dict = {}
-        _count_elements(ids, map(index.get, keys))
-        ids.pop(None, None)
-        return list(ids.items())
+        counted: dict = {}
+        _count_elements(counted, keys)  # Counter's C loop, without Counter's overhead
+        terms = self._byte_terms if keys and type(keys[0]) is bytes else self._str_terms
+        return counted, terms
+
+    def term_counts(self, text: str) -> list[tuple[int, int]]:
+        """In-vocabulary (term id, count) pairs of one text, in order of appearance."""
+        counted, terms = self._key_counts(text)
+        get = terms.get
+        return [(t[0], d) for k, d in counted.items() if (t := get(k)) is not None]
 
     def _logit(self, s1: float, s2: float) -> float:
         return self._intercept + (s1 / math.sqrt(s2) if s2 > 0.0 else 0.0)
@@ -208,10 +213,15 @@ class IncrementalScorer:
             # x_t = 1 + ln(c_t): update by the difference of old and new tf.
             # Table lookups for tf and tf**2 (counts past the table are rare and
             # computed); one (coef * idf, idf**2) pair per term.
-            table, sq, n_table, wq = _LOG_TF, _LOG_TF_SQ, len(_LOG_TF), self._wq
+            table, sq, n_table = _LOG_TF, _LOG_TF_SQ, len(_LOG_TF)
             get = counts.get
-            for i, d in self.term_counts(text):
-                w, q = wq[i]
+            counted, terms = self._key_counts(text)
+            lookup = terms.get
+            for k, d in counted.items():
+                t = lookup(k)
+                if t is None:
+                    continue  # out of vocabulary
+                i, w, q = t
                 c = get(i, 0)
                 e = c + d
                 if e < n_table:
