@@ -23,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.coders import Coder
@@ -34,7 +36,7 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 
 from models.policy import IncrementalPolicy, band_index
-from models.portable import PortableModel
+from models.portable import DEFAULT_MODEL_DIR, PortableModel
 from models.records import AlertRecord, ScoreRecord, Submission, WritingRecord, priority_band
 from models.scorer import DEFAULT_DEDUPE_WINDOW, IncrementalScorer, UserState
 from pipelines import progress
@@ -79,6 +81,33 @@ class UserStateCoder(Coder):
         return UserState
 
 
+_SCORERS: dict[tuple, IncrementalScorer] = {}
+_SCORERS_LOCK = threading.Lock()
+
+
+def shared_scorer(model_dir: str | None) -> IncrementalScorer:
+    """One scorer per model per process, reloaded if the model's files change.
+
+    The streaming DirectRunner makes a new DoFn instance, and calls ``setup``,
+    for every bundle: loading the model each time cost more than scoring the
+    bundle's messages.
+    """
+    d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    try:
+        stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size)
+                      for f in sorted(d.iterdir()) if f.is_file())
+    except OSError:
+        stamp = ()  # let PortableModel.load report the problem
+    key = (str(d), stamp)
+    with _SCORERS_LOCK:
+        scorer = _SCORERS.get(key)
+        if scorer is None:
+            scorer = IncrementalScorer(PortableModel.load(model_dir))
+            _SCORERS.clear()  # keep only the current models; old ones are garbage
+            _SCORERS[key] = scorer
+        return scorer
+
+
 def alert_id(user_id: str, model_version: str, policy: str, seq: int) -> str:
     return hashlib.sha256(f"{user_id}|{model_version}|{policy}|{seq}".encode()).hexdigest()[:24]
 
@@ -104,8 +133,8 @@ class _ScoreUserDoFn(beam.DoFn):
         self._expired = Metrics.counter("earlyrisk", "users_expired")
 
     def setup(self) -> None:
-        # The model loads once per worker, never at import time or into state.
-        self._scorer = IncrementalScorer(PortableModel.load(self._model_dir))
+        # The model loads once per worker process, never at import time or into state.
+        self._scorer = shared_scorer(self._model_dir)
         beam_tuning.install()
 
     def process(
