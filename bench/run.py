@@ -163,8 +163,8 @@ def table(r: dict) -> str:
 
 
 def run(quick: bool = False, sections: tuple[str, ...] = SECTIONS,
-        results: Path | None = DEFAULT_RESULTS, say: Callable[[str], None] | None = None
-        ) -> dict:
+        results: Path | None = DEFAULT_RESULTS, say: Callable[[str], None] | None = None,
+        keep_other_sections: bool = False) -> dict:
     say = say or (lambda m: print(m, file=sys.stderr, flush=True))
     from bench import latency, pipeline, scale, scorer, state
 
@@ -183,6 +183,21 @@ def run(quick: bool = False, sections: tuple[str, ...] = SECTIONS,
         t0 = time.perf_counter()
         r[name] = steps[name]()
         r.setdefault("section_wall_s", {})[name] = round(time.perf_counter() - t0, 1)
+        r.setdefault("section_measured_at", {})[name] = r["started"]
+    if results is not None and keep_other_sections and results.exists():
+        # Sections not run now keep their earlier figures (each says when it ran).
+        try:
+            before = json.loads(results.read_text(encoding="utf-8"))
+        except ValueError:
+            before = {}
+        if before.get("quick") == quick:
+            for name in SECTIONS:
+                if name not in sections and name in before:
+                    r[name] = before[name]
+                    r.setdefault("section_wall_s", {})[name] = \
+                        before.get("section_wall_s", {}).get(name)
+                    r.setdefault("section_measured_at", {})[name] = \
+                        before.get("section_measured_at", {}).get(name, before.get("started"))
     r["targets"] = targets(r)
     if results is not None:
         results.parent.mkdir(parents=True, exist_ok=True)

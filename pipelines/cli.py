@@ -392,6 +392,9 @@ def _bench_parser(sub) -> argparse.ArgumentParser:
                    help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     p.add_argument("--results", default=str(DEFAULT_RESULTS),
                    help="where to write the JSON results (default bench/results.json)")
+    p.add_argument("--keep", action="store_true",
+                   help="with --only: keep the other sections' figures already in the "
+                        "results file (from a run of the same kind, quick or full)")
     return p
 
 
@@ -403,7 +406,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown or not sections:
         raise UsageError(f"--only: unknown section {unknown[0] if unknown else '(none)'} "
                          f"(sections: {', '.join(SECTIONS)})")
-    results = run(quick=args.quick, sections=sections, results=Path(args.results), say=_say)
+    results = run(quick=args.quick, sections=sections, results=Path(args.results), say=_say,
+                  keep_other_sections=args.keep)
     print(table(results))
     print(f"results          {args.results}")
     return 0
