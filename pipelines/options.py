@@ -39,8 +39,9 @@ class ScreeningOptions(PipelineOptions):
     def _add_argparse_args(cls, parser) -> None:
         parser.add_argument(
             "--input", default=DEFAULT_INPUT,
-            help="source URI: file://PATH.jsonl[.gz] (default: the bundled simulated test "
-                 "stream)")
+            help="source URI: file://PATH.jsonl[.gz], kafka://HOST:PORT/TOPIC, "
+                 "pubsub://projects/P/subscriptions/S or pubsub://projects/P/topics/T "
+                 "(default: the bundled simulated test stream); see docs/SOURCES.md")
         parser.add_argument(
             "--output", default=DEFAULT_OUTPUT,
             help="sink URI: duckdb://PATH (default: duckdb://earlyrisk.duckdb)")
@@ -78,6 +79,23 @@ class ScreeningOptions(PipelineOptions):
             "--pseudonym_key_file", "--pseudonym-key-file", default=None,
             help=f"file holding the pseudonymisation key, used when ${KEY_ENV} is unset "
                  f"(default: {default_key_file()}, created on first use)")
+        parser.add_argument(
+            "--until_caught_up", "--until-caught-up", action="store_true", default=False,
+            help="kafka:// only: read up to the offsets current at start, then finish and "
+                 "commit them (a backfill; needed on the DirectRunner)")
+        parser.add_argument(
+            "--kafka_group", "--kafka-group", default="earlyrisk",
+            help="kafka:// only: consumer group whose offsets are read and committed "
+                 "(default earlyrisk)")
+        parser.add_argument(
+            "--kafka_start", "--kafka-start", default="committed",
+            choices=("earliest", "latest", "committed"),
+            help="kafka:// only: where to start: the group's committed offsets (falling back "
+                 "to earliest), earliest or latest (default committed)")
+        parser.add_argument(
+            "--kafka_use_xlang", "--kafka-use-xlang", action="store_true", default=False,
+            help="kafka:// only: use Beam's cross-language (Java) ReadFromKafka; needs a "
+                 "Java expansion service, which cannot be downloaded offline")
 
 
 def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
@@ -106,6 +124,29 @@ def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
     return KeySource(env_var=KEY_ENV, key_file=str(path))
 
 
+DIRECT_RUNNERS = (None, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
+
+
+def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
+    """Combinations of Kafka/Pub/Sub options and runner that cannot work."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    kafka_flags = opts.until_caught_up or opts.kafka_use_xlang \
+        or opts.kafka_group != "earlyrisk" or opts.kafka_start != "committed"
+    if scheme != "kafka" and kafka_flags:
+        raise OptionsError("--until-caught-up and --kafka-* options need a kafka:// input")
+    if scheme != "kafka":
+        return
+    if not opts.kafka_group:
+        raise OptionsError("--kafka-group must not be empty")
+    runner = opts.view_as(StandardOptions).runner
+    if opts.kafka_use_xlang and opts.until_caught_up:
+        raise OptionsError("--until-caught-up is not available with --kafka-use-xlang")
+    if not opts.until_caught_up and not opts.kafka_use_xlang and runner in DIRECT_RUNNERS:
+        raise OptionsError("an unbounded Kafka read needs a streaming runner (Flink, Dataflow); "
+                           "on the DirectRunner add --until-caught-up")
+
+
 def validate(opts: ScreeningOptions) -> None:
     """Raise OptionsError with a one-line reason for any bad value."""
     from models.portable import ModelFormatError, PortableModel
@@ -128,6 +169,7 @@ def validate(opts: ScreeningOptions) -> None:
                 and not Path(location).exists():
             raise OptionsError(f"--input: {location} does not exist")
         parse_sink_uri(opts.output)
+        _validate_live_source(opts, scheme)
     except (SourceURIError, SinkURIError) as e:
         raise OptionsError(str(e)) from None
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
 
 from models.policy import IncrementalPolicy
 from models.wire import ParseLimits
@@ -29,12 +30,22 @@ from pipelines.options import ScreeningOptions, key_source, validate
 from transforms.parse import DEAD_LETTERS, SUBMISSIONS, ParseSubmissions
 from transforms.scoring import ALERTS, SCORES, WRITINGS, ScoreUsers
 from transforms.sinks import WriteResults
-from transforms.sources import ReadSubmissions
+from transforms.sources import ReadSubmissions, parse_source_uri
 
 
-def build(p: beam.Pipeline, opts: ScreeningOptions) -> dict[str, beam.PCollection]:
-    """Add the screening stages to ``p``; returns the three result collections."""
-    raw = p | "Read" >> ReadSubmissions(opts.input)
+def build(p: beam.Pipeline, opts: ScreeningOptions,
+          after_success: list | None = None) -> dict[str, beam.PCollection]:
+    """Add the screening stages to ``p``; returns the three result collections.
+
+    ``after_success``, if given, receives callables to run once the pipeline
+    has finished successfully (a bounded Kafka read commits its offsets then).
+    """
+    source = ReadSubmissions(
+        opts.input, kafka_group=opts.kafka_group, kafka_start=opts.kafka_start,
+        until_caught_up=opts.until_caught_up, kafka_use_xlang=opts.kafka_use_xlang)
+    if after_success is not None:
+        after_success.append(source.after_success)
+    raw = p | "Read" >> source
     parsed = raw | "Parse" >> ParseSubmissions(
         key_source(opts), ParseLimits(max_message_bytes=opts.max_message_bytes)
     )
@@ -108,13 +119,20 @@ def run(argv: list[str] | None = None, show_progress: bool | None = None) -> Run
     if std.runner is None:
         # Naming the runner skips the Prism download attempt (offline here).
         std.runner = "DirectRunner"
+    if parse_source_uri(opts.input)[0] == "pubsub":
+        # Pub/Sub is unbounded: runs until stopped (Ctrl-C, or cancel on the runner).
+        std.streaming = True
     start = time.monotonic()
     with progress.ProgressLine(("read", "scored", "dead_lettered", "alerts"), "scored",
                                enabled=show_progress):
         p = beam.Pipeline(options=options)
-        build(p, opts)
+        after_success: list = []
+        build(p, opts, after_success)
         result = p.run()
-        result.wait_until_finish()
+        state = result.wait_until_finish()
+        if state == PipelineState.DONE:
+            for action in after_success:
+                action()
     elapsed = time.monotonic() - start
     c = _counters(result)
     reasons = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith("dead_lettered.")}
