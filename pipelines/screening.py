@@ -110,18 +110,28 @@ def _counters(result) -> dict[str, int]:
     return out
 
 
-def run(argv: list[str] | None = None, show_progress: bool | None = None) -> RunSummary:
-    """Validate options, run the pipeline to completion, return its accounting."""
+def pipeline_options(argv: list[str] | None = None) -> PipelineOptions:
+    """Parsed and validated options, with the runner defaults ``run`` applies."""
     options = PipelineOptions(argv)
-    opts = options.view_as(ScreeningOptions)
-    validate(opts)
+    validate(options.view_as(ScreeningOptions))
     std = options.view_as(StandardOptions)
     if std.runner is None:
         # Naming the runner skips the Prism download attempt (offline here).
         std.runner = "DirectRunner"
-    if parse_source_uri(opts.input)[0] == "pubsub":
+    if parse_source_uri(options.view_as(ScreeningOptions).input)[0] == "pubsub":
         # Pub/Sub is unbounded: runs until stopped (Ctrl-C, or cancel on the runner).
         std.streaming = True
+    return options
+
+
+def run(argv: list[str] | None = None, show_progress: bool | None = None) -> RunSummary:
+    """Validate options, run the pipeline to completion, return its accounting.
+
+    A bounded Kafka read (``--until-caught-up``) commits its offsets only after
+    the run finished successfully; a Pub/Sub run streams until stopped.
+    """
+    options = pipeline_options(argv)
+    opts = options.view_as(ScreeningOptions)
     start = time.monotonic()
     with progress.ProgressLine(("read", "scored", "dead_lettered", "alerts"), "scored",
                                enabled=show_progress):

@@ -54,6 +54,13 @@ def parse_pubsub_path(uri: str) -> tuple[str, str]:
             or not parts[1] or not parts[3]:
         raise SourceURIError(f"{uri!r}: expected pubsub://projects/P/subscriptions/S "
                              "or pubsub://projects/P/topics/T")
+    from apache_beam.io.gcp import pubsub
+
+    check = pubsub.parse_subscription if parts[2] == "subscriptions" else pubsub.parse_topic
+    try:
+        check(path)  # Beam's own name rules (project ids are 6-30 characters, ...)
+    except ValueError as e:
+        raise SourceURIError(f"{uri!r}: {e}") from None
     return parts[2][:-1], path
 
 
