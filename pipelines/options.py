@@ -145,6 +145,12 @@ def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
     if not opts.until_caught_up and not opts.kafka_use_xlang and runner in DIRECT_RUNNERS:
         raise OptionsError("an unbounded Kafka read needs a streaming runner (Flink, Dataflow); "
                            "on the DirectRunner add --until-caught-up")
+    from transforms.kafka_io import KafkaError, check_topic, parse_kafka_uri
+
+    try:
+        check_topic(*parse_kafka_uri(opts.input))
+    except KafkaError as e:
+        raise OptionsError(f"--input: {e}") from None
 
 
 def validate(opts: ScreeningOptions) -> None:

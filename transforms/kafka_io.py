@@ -143,6 +143,24 @@ def _true_end(consumer, topic: str, partitions: list[int], reported: dict[int, i
         consumer.unassign()
 
 
+def check_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
+    """Number of partitions of ``topic``; KafkaError if the broker or topic is missing."""
+    from confluent_kafka import KafkaException
+
+    consumer = _consumer(bootstrap, DEFAULT_GROUP)
+    try:
+        try:
+            meta = consumer.list_topics(topic, timeout=timeout_s)
+        except KafkaException as e:
+            raise KafkaError(f"kafka://{bootstrap}: broker not reachable ({e})") from None
+        info = meta.topics.get(topic)
+        if info is None or info.error is not None or not info.partitions:
+            raise KafkaError(f"kafka://{bootstrap}/{topic}: topic does not exist")
+        return len(info.partitions)
+    finally:
+        consumer.close()
+
+
 def plan_reads(bootstrap: str, topic: str, group: str = DEFAULT_GROUP,
                start: str = "committed", until_caught_up: bool = False,
                timeout_s: float = 15.0) -> list[PartitionRead]:
