@@ -116,3 +116,51 @@ def test_failed_run_commits_nothing(tmp_path: Path) -> None:
         with pytest.raises(Exception):  # noqa: B017 - whatever the runner wraps it in
             run(_argv(bootstrap, not_a_db), show_progress=False)
         assert committed_offsets(bootstrap, TOPIC, "earlyrisk") == {0: None, 1: None}
+
+
+class _Finalizer:
+    """Collects bundle-finalization callbacks, as a runner's bundle finalizer does."""
+
+    def __init__(self) -> None:
+        self.callbacks: list = []
+
+    def register(self, callback) -> None:
+        self.callbacks.append(callback)
+
+
+def test_unbounded_read_commits_on_bundle_finalization() -> None:
+    """The unbounded reader's commit path, driven by hand (no streaming runner here).
+
+    Flink and Dataflow call the registered callback once the bundle's output
+    is durably committed; here the test plays the runner: nothing is committed
+    until it calls the callback, then exactly the offsets handed on are.
+    """
+    from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+    from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
+
+    from transforms.kafka_io import _ReadPartitionUnboundedFn, plan_reads
+
+    with tansu() as bootstrap:
+        _produce(bootstrap, _messages()[:30], create=True)
+        reads = plan_reads(bootstrap, TOPIC, "stream", "committed", until_caught_up=False)
+        assert [r.stop for r in reads] == [None, None]
+        fn = _ReadPartitionUnboundedFn()
+        fn.setup()
+        try:
+            read = reads[0]
+            tracker = ThreadsafeRestrictionTracker(
+                OffsetRestrictionTracker(OffsetRange(read.start, 2**62)))
+            finalizer = _Finalizer()
+            out = list(fn.process(read, tracker=RestrictionTrackerView(tracker), watermark=None,
+                                  finalizer=finalizer))
+            sources = [v.value.source for v in out]
+            assert sources == [f"kafka:{TOPIC}:0:{o}" for o in range(15)]
+            assert committed_offsets(bootstrap, TOPIC, "stream") == {0: None, 1: None}
+            for callback in finalizer.callbacks:
+                callback()
+            assert committed_offsets(bootstrap, TOPIC, "stream") == {0: 15, 1: None}
+            # The deferred residual resumes after the last offset handed on.
+            residual, _ = tracker.deferred_status()
+            assert residual.start == 15
+        finally:
+            fn.teardown()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -270,7 +271,7 @@ class _ReadPartitionFn(beam.DoFn):
 
     def __init__(self) -> None:
         self._read = Metrics.counter("earlyrisk", "read")
-        self._consumers: dict[tuple[str, str, str, int], object] = {}
+        self._consumers: dict[tuple, object] = {}
 
     def _consumer_for(self, read: PartitionRead, position: int):
         from confluent_kafka import TopicPartition
@@ -360,13 +361,22 @@ class _ReadPartitionUnboundedFn(_ReadPartitionFn):
         tracker.defer_remainder(Duration.of(0 if last is not None else 1))
 
     def _committer(self, read: PartitionRead, offset: int):
+        # A separate, unassigned consumer commits: finalization may run on
+        # another thread while the reading consumer has moved on.
         def commit() -> None:
             from confluent_kafka import TopicPartition
 
-            consumer = self._consumer_for(read, offset)
-            consumer.commit(offsets=[TopicPartition(read.topic, read.partition, offset)],
-                            asynchronous=False)
+            key = ("commit", read.bootstrap, read.group, "")
+            with self._commit_lock:
+                committer = self._consumers.get(key)
+                if committer is None:
+                    committer = self._consumers[key] = _consumer(read.bootstrap, read.group)
+                committer.commit(offsets=[TopicPartition(read.topic, read.partition, offset)],
+                                 asynchronous=False)
         return commit
+
+    def setup(self) -> None:
+        self._commit_lock = threading.Lock()
 
 
 class ReadFromKafkaTopic(beam.PTransform):
