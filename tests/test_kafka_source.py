@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -164,3 +165,19 @@ def test_unbounded_read_commits_on_bundle_finalization() -> None:
             assert residual.start == 15
         finally:
             fn.teardown()
+
+
+def test_cli_until_caught_up(tmp_path: Path, capsys) -> None:
+    from pipelines.cli import main
+
+    with tansu() as bootstrap:
+        per_partition = _produce(bootstrap, [*_messages()[:20], b"[]"], create=True)
+        code = main(["run", "--input", f"kafka://{bootstrap}/{TOPIC}", "--until-caught-up",
+                     "--kafka-group", "cli", "--output", f"duckdb://{tmp_path / 'c.duckdb'}",
+                     "--raw-user-ids", "--no-progress"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        assert re.search(r"submissions read\s+21\n", out)
+        assert re.search(r"dead-lettered\s+1 ", out)
+        assert "read = scored + dead-lettered" in out
+        assert committed_offsets(bootstrap, TOPIC, "cli") == per_partition

@@ -64,7 +64,9 @@ DEFAULT_GROUP = "earlyrisk"
 _NO_OFFSET = -1001
 _UNBOUNDED_STOP = sys.maxsize
 _BATCH = 500
-_POLL_S = 0.5
+# librdkafka's consume() waits the whole timeout unless the batch fills up, so
+# keep it short: an idle partition costs a few cheap polls, not a stalled batch.
+_POLL_S = 0.1
 # A bounded read that sees nothing for this long while offsets it planned to
 # read are still missing fails instead of waiting forever (e.g. retention
 # deleted them, or the broker restarted with memory storage).
@@ -134,7 +136,7 @@ def _true_end(consumer, topic: str, partitions: list[int], reported: dict[int, i
     consumer.assign([TopicPartition(topic, p, max(reported[p] - 1, 0)) for p in partitions])
     try:
         while True:
-            msgs = consumer.consume(10_000, timeout=1.0)
+            msgs = consumer.consume(10_000, timeout=0.5)
             if not msgs:
                 return end
             for m in msgs:
@@ -306,13 +308,14 @@ class _ReadPartitionFn(beam.DoFn):
                 position = consumer.position(
                     [TopicPartition(read.topic, read.partition)])[0].offset
                 # Negative: nothing fetched yet, the consumer does not know its position.
-                if position >= restriction.stop:
+                if position >= tracker.current_restriction().stop:
                     tracker.try_claim(restriction.stop)  # gaps at the end: mark done
                     return
                 if time.monotonic() - idle_since > _STALL_S:
                     raise KafkaError(
                         f"{read.topic}[{read.partition}]: no message for {_STALL_S:.0f} s "
-                        f"at offset {position}, planned to read up to {restriction.stop}")
+                        f"at offset {position}, planned to read up to "
+                        f"{tracker.current_restriction().stop}")
                 continue
             idle_since = time.monotonic()
             for m in msgs:
@@ -321,6 +324,8 @@ class _ReadPartitionFn(beam.DoFn):
                 if not tracker.try_claim(m.offset()):
                     return
                 yield m.offset(), m
+                if bounded and m.offset() + 1 >= tracker.current_restriction().stop:
+                    return  # caught up: no need to wait for a fetch that finds nothing
             if not bounded:
                 return  # one batch per call: lets the runner checkpoint and finalize
 
