@@ -19,6 +19,7 @@ publish time) only drive the source's watermark.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import NamedTuple
 from urllib.parse import urlparse
@@ -152,7 +153,9 @@ class _PubSubToRawFn(beam.DoFn):
     def process(self, msg) -> Iterator[RawMessage]:
         self._read.inc()
         progress.tick("read")
-        yield RawMessage(f"pubsub:{msg.message_id}", msg.data or b"")
+        # Runners that do not pass the message id on still get a stable position.
+        ident = msg.message_id or "sha256-" + hashlib.sha256(msg.data or b"").hexdigest()[:16]
+        yield RawMessage(f"pubsub:{ident}", msg.data or b"")
 
 
 class ReadSubmissions(beam.PTransform):
