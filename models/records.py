@@ -8,7 +8,6 @@ the tables (README links here).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -234,8 +233,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (*PIPELINE_TABLES, LABELS)}
 
 
 def to_row(record: Any) -> dict[str, Any]:
-    """A record as a plain dict keyed by column name."""
-    return dataclasses.asdict(record)
+    """A record as a plain dict keyed by column name (fields are flat scalars)."""
+    return dict(vars(record))
 
 
 def priority_band(p: float) -> str:

@@ -33,6 +33,8 @@ import numpy as np
 from models.portable import PortableModel, sigmoid
 
 DEFAULT_DEDUPE_WINDOW = 2048
+# tf(c) = 1 + ln(c) for small counts, looked up instead of computed.
+_LOG_TF = [0.0] + [1.0 + math.log(c) for c in range(1, 4096)]
 _STATE_VERSION = 1
 _HEADER = struct.Struct("<BIHbddd")  # version, n, alerts, last_band, s1, s2, last_event
 
@@ -165,13 +167,10 @@ class IncrementalScorer:
 
     def term_counts(self, text: str) -> list[tuple[int, int]]:
         """In-vocabulary (term id, count) pairs of one text."""
-        index = self._index
-        out = []
-        for term, d in Counter(self._tokens(text)).items():
-            i = index.get(term)
-            if i is not None:
-                out.append((i, d))
-        return out
+        # Mapping and counting run in C; out-of-vocabulary terms collect under None.
+        ids = Counter(map(self._index.get, self._tokens(text)))
+        ids.pop(None, None)
+        return list(ids.items())
 
     def _logit(self, s1: float, s2: float) -> float:
         return self._intercept + (s1 / math.sqrt(s2) if s2 > 0.0 else 0.0)
@@ -194,19 +193,20 @@ class IncrementalScorer:
         u2 = state.s2
         if self._sublinear:
             # x_t = 1 + ln(c_t): update by the difference of old and new tf.
-            log = math.log
+            table, n_table, log = _LOG_TF, len(_LOG_TF), math.log
             for i, d in self.term_counts(text):
                 w = wi[i]
                 q = idf2[i]
                 c = counts.get(i, 0)
-                tf = 1.0 + log(d)
+                e = c + d
+                tf = table[d] if d < n_table else 1.0 + log(d)
+                new = table[e] if e < n_table else 1.0 + log(e)
+                old = table[c] if c < n_table else 1.0 + log(c)
                 t1 += w * tf
                 t2 += q * tf * tf
-                new = 1.0 + log(c + d)
-                old = 1.0 + log(c) if c else 0.0
                 u1 += w * (new - old)
                 u2 += q * (new * new - old * old)
-                counts[i] = c + d
+                counts[i] = e
         else:
             for i, d in self.term_counts(text):
                 w = wi[i]

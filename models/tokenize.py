@@ -60,7 +60,7 @@ class Tokenizer:
         if "\u2019" in text:
             terms = [t.replace("\u2019", "'") for t in terms]
         limit = self.max_token_chars
-        if any(len(t) > limit for t in terms):
+        if terms and max(map(len, terms)) > limit:
             terms = [t for t in terms if len(t) <= limit]
         if n_urls:
             terms.extend([self.url_token] * n_urls)

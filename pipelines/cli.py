@@ -2,7 +2,8 @@
 
 Subcommands: ``run`` (the screening pipeline), ``train`` (fit and save a
 portable model), ``simulate`` (rebuild the simulated user streams), ``sql``
-(query the embedded store). ``earlyrisk SUBCOMMAND --help`` documents each.
+(query the embedded store), ``serve`` (the expert review web app).
+``earlyrisk SUBCOMMAND --help`` documents each.
 Bad arguments exit with status 2 and a one-line reason.
 """
 
@@ -255,12 +256,133 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- evaluate --------------------------------------------------------------------
+def _evaluate_parser(sub) -> argparse.ArgumentParser:
+    from models.decisions import PAPER_METHODS
+
+    p = sub.add_parser(
+        "evaluate",
+        help="evaluate decision methods with the eRisk protocol",
+        description="Run early-risk decision methods over a labelled collection with the "
+        "pipeline's scorer and policies; print a table like the paper's Table 2 (F1, P, R, "
+        "ERDE5, ERDE50, F_latency) and write metrics.json, decisions.csv, rankings.csv and "
+        "plots. With no arguments: the bundled SIMULATED test users.",
+    )
+    p.add_argument("--input", default=str(SIMULATED_DIR / "test.jsonl.gz"),
+                   help="writings: a JSONL[.gz] file, an eRisk collection directory, or a "
+                        "CSV file (default: bundled simulated test split)")
+    p.add_argument("--truth", default=None,
+                   help="golden truth, 'user 0|1' per line (default for the bundled input: "
+                        "its truth file; optional for CSV with a label column)")
+    p.add_argument("--format", choices=("jsonl", "erisk", "csv"), default="jsonl")
+    p.add_argument("--csv-columns", default=None,
+                   help="CSV column mapping, e.g. author=user,time=date,text=post,label=y "
+                        "(defaults: author, created_utc, text; no label)")
+    p.add_argument("--methods", default=",".join((*PAPER_METHODS, "window")),
+                   help="comma-separated: random[:SEED], depressed, first:N, all, "
+                        "incremental:THETA, window[:T/FIRST/WINDOW/LATE] (default: the "
+                        "paper's nine methods and 'window', this project's early-window "
+                        "policy; see docs/EVALUATION.md)")
+    p.add_argument("--model", default=None, help="portable model directory (default: bundled)")
+    p.add_argument("--out", default="earlyrisk-eval", help="output directory")
+    p.add_argument("--erde", default="5,50", help="ERDE o values (default 5,50)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    return p
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from evaluation.cli import evaluate_command
+
+    try:
+        return evaluate_command(args)
+    except ValueError as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+# -- serve -----------------------------------------------------------------------
+def _serve_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "serve",
+        help="run the expert review web app",
+        description="Serve the review web app over the store 'earlyrisk run' wrote: alerts, "
+        "per-user history with probabilities, tagging, dataset downloads, statistics. "
+        "Needs credentials in the environment: EARLYRISK_REVIEW_USERS (name:hash, see "
+        "--hash-password) and/or EARLYRISK_REVIEW_TOKEN. See docs/REVIEW_APP.md.",
+    )
+    p.add_argument("--db", default="duckdb://earlyrisk.duckdb",
+                   help="store: duckdb://PATH, a path, or bigquery://PROJECT/DATASET "
+                        "(default: duckdb://earlyrisk.duckdb)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--raw-names", action="store_true",
+                   help="show user ids as stored even when they are raw Reddit names "
+                        "(default: pseudonymise them for display; or set "
+                        "EARLYRISK_REVIEW_RAW_NAMES=1)")
+    p.add_argument("--hash-password", action="store_true",
+                   help="read a password (stdin or prompt), print its hash for "
+                        "EARLYRISK_REVIEW_USERS and exit")
+    return p
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webapp.server import prompt_password_hash, serve
+
+    if args.hash_password:
+        try:
+            print(prompt_password_hash())
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        return 0
+    if not 0 < args.port < 65536:
+        raise UsageError(f"--port must be 1-65535, got {args.port}")
+    try:
+        serve(args.db, args.host, args.port, raw_names=args.raw_names)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except OSError as e:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from None
+    return 0
+# -- crawl -----------------------------------------------------------------------
+def _crawl_parser(sub) -> argparse.ArgumentParser:
+    from crawler.cli import add_parser
+
+    return add_parser(sub)
+
+
+def cmd_crawl(args: argparse.Namespace) -> int:
+    from crawler.cli import cmd_crawl as run_crawl
+
+    return run_crawl(args)
+# -- analytics -------------------------------------------------------------------
+def _analytics_parser(sub) -> argparse.ArgumentParser:
+    from analytics.cli import add_arguments
+
+    p = sub.add_parser(
+        "analytics",
+        help="run a named analytics query on DuckDB or BigQuery",
+        description="Named queries written once in BigQuery SQL (analytics/queries/), run "
+        "unchanged on BigQuery and translated for DuckDB. 'earlyrisk analytics --list' "
+        "shows them with their parameters.",
+    )
+    add_arguments(p)
+    return p
+
+
+def cmd_analytics(args: argparse.Namespace) -> int:
+    from analytics.cli import run
+
+    return run(args, UsageError)
+
+
 # -- main ------------------------------------------------------------------------
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": (_run_parser, cmd_run),
     "train": (_train_parser, cmd_train),
     "simulate": (_simulate_parser, cmd_simulate),
     "sql": (_sql_parser, cmd_sql),
+    "evaluate": (_evaluate_parser, cmd_evaluate),
+    "serve": (_serve_parser, cmd_serve),
+    "crawl": (_crawl_parser, cmd_crawl),
+    "analytics": (_analytics_parser, cmd_analytics),
 }
 
 

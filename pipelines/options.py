@@ -44,13 +44,30 @@ class ScreeningOptions(PipelineOptions):
                  "(default: the bundled simulated test stream); see docs/SOURCES.md")
         parser.add_argument(
             "--output", default=DEFAULT_OUTPUT,
-            help="sink URI: duckdb://PATH (default: duckdb://earlyrisk.duckdb)")
+            help="sink URI: duckdb://PATH or bigquery://PROJECT/DATASET "
+                 "(default: duckdb://earlyrisk.duckdb)")
+        parser.add_argument(
+            "--bq_create_tables", "--bq-create-tables", action="store_true", default=False,
+            help="with bigquery://: create the dataset and any missing tables (partitioned "
+                 "by day, clustered by user) before writing")
+        parser.add_argument(
+            "--bq_method", "--bq-method", choices=("streaming", "file_loads"),
+            default="streaming",
+            help="with bigquery://: 'streaming' inserts with deterministic insert ids "
+                 "(default), or 'file_loads' (load jobs via --temp_location gs://..., for "
+                 "backfills on real GCP; not available offline)")
         parser.add_argument(
             "--model", default=None,
             help="portable model directory (default: the bundled model)")
         parser.add_argument(
             "--threshold", type=float, default=0.5,
             help="Incremental θ: alert when the user probability exceeds it (default 0.5)")
+        parser.add_argument(
+            "--policy", default="incremental",
+            help="decision policy: 'incremental' (the paper's Incremental θ with --threshold) "
+                 "or 'window[:T/FIRST/WINDOW/LATE]' (θ = T within the first WINDOW writings, "
+                 "FIRST at the first writing, LATE after; default 0.5/0.5/8/0.7; see "
+                 "docs/EVALUATION.md)")
         parser.add_argument(
             "--max_alerts_per_user", "--max-alerts-per-user", type=int, default=1,
             help="alerts per user; beyond the first, only on escalation to a more urgent "
@@ -75,6 +92,10 @@ class ScreeningOptions(PipelineOptions):
             "--raw_user_ids", "--raw-user-ids", action="store_true", default=False,
             help="store Reddit user names as they are instead of keyed-hash pseudonyms "
                  "(an explicit opt-out of pseudonymisation)")
+        parser.add_argument(
+            "--pseudonym_key_secret", "--pseudonym-key-secret", default=None,
+            help="Secret Manager secret version holding the key, read by the workers "
+                 "(projects/P/secrets/S/versions/V); for Dataflow")
         parser.add_argument(
             "--pseudonym_key_file", "--pseudonym-key-file", default=None,
             help=f"file holding the pseudonymisation key, used when ${KEY_ENV} is unset "
@@ -107,6 +128,8 @@ def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
     """
     if opts.raw_user_ids:
         return KeySource()
+    if opts.pseudonym_key_secret:
+        return KeySource(secret=opts.pseudonym_key_secret)
     if os.environ.get(KEY_ENV):
         if len(os.environ[KEY_ENV].encode()) < 16:
             raise OptionsError(f"${KEY_ENV} must be at least 16 bytes")
@@ -124,13 +147,8 @@ def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
     return KeySource(env_var=KEY_ENV, key_file=str(path))
 
 
-DIRECT_RUNNERS = (None, "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner")
-
-
 def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
     """Combinations of Kafka/Pub/Sub options and runner that cannot work."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
     kafka_flags = opts.until_caught_up or opts.kafka_use_xlang \
         or opts.kafka_group != "earlyrisk" or opts.kafka_start != "committed"
     if scheme != "kafka" and kafka_flags:
@@ -139,18 +157,62 @@ def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
         return
     if not opts.kafka_group:
         raise OptionsError("--kafka-group must not be empty")
-    runner = opts.view_as(StandardOptions).runner
+    from pipelines.runners import waits_for_completion
+
     if opts.kafka_use_xlang and opts.until_caught_up:
         raise OptionsError("--until-caught-up is not available with --kafka-use-xlang")
-    if not opts.until_caught_up and not opts.kafka_use_xlang and runner in DIRECT_RUNNERS:
+    # In-process runners (direct, portable embed) run an unbounded read's
+    # stage forever without handing its output on.
+    if not opts.until_caught_up and not opts.kafka_use_xlang and waits_for_completion(opts):
         raise OptionsError("an unbounded Kafka read needs a streaming runner (Flink, Dataflow); "
                            "on the DirectRunner add --until-caught-up")
+    if opts.until_caught_up and not waits_for_completion(opts):
+        raise OptionsError("--until-caught-up commits offsets when the run has finished, so it "
+                           "needs an in-process runner (direct, portable embed)")
     from transforms.kafka_io import KafkaError, check_topic, parse_kafka_uri
 
     try:
         check_topic(*parse_kafka_uri(opts.input))
     except KafkaError as e:
         raise OptionsError(f"--input: {e}") from None
+
+
+def make_screening_policy(opts: ScreeningOptions):
+    """The decision policy named by --policy (incremental takes --threshold)."""
+    from models.policy import make_policy
+
+    name, _, args = (opts.policy or "incremental").partition(":")
+    if name == "incremental" and not args:
+        args = repr(opts.threshold)
+    try:
+        return make_policy(name, args or None, opts.max_alerts_per_user)
+    except ValueError as e:
+        raise OptionsError(f"--policy: {e}") from None
+
+
+def _validate_bigquery(opts: ScreeningOptions) -> None:
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    from storage.bigquery_store import emulator_host
+
+    if opts.bq_method == "file_loads":
+        if emulator_host():
+            raise OptionsError("--bq-method file_loads needs real BigQuery and Cloud Storage; "
+                               "the emulator takes streaming inserts only")
+        temp = opts.view_as(GoogleCloudOptions).temp_location or ""
+        if not temp.startswith("gs://"):
+            raise OptionsError("--bq-method file_loads needs --temp_location gs://BUCKET/PATH")
+    if not emulator_host():
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            google.auth.default()
+        except DefaultCredentialsError:
+            raise OptionsError(
+                "--output bigquery://: no Google credentials (run 'gcloud auth "
+                "application-default login', or set BIGQUERY_EMULATOR_HOST for the "
+                "local emulator)") from None
 
 
 def validate(opts: ScreeningOptions) -> None:
@@ -163,6 +225,7 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError(f"--threshold must be in [0, 1), got {opts.threshold}")
     if opts.max_alerts_per_user < 1:
         raise OptionsError("--max-alerts-per-user must be at least 1")
+    make_screening_policy(opts)
     if opts.state_ttl_days <= 0:
         raise OptionsError("--state-ttl-days must be positive")
     if opts.dedupe_window < 1:
@@ -174,10 +237,14 @@ def validate(opts: ScreeningOptions) -> None:
         if scheme == "file" and not any(ch in location for ch in "*?[") \
                 and not Path(location).exists():
             raise OptionsError(f"--input: {location} does not exist")
-        parse_sink_uri(opts.output)
+        sink_scheme, _ = parse_sink_uri(opts.output)
         _validate_live_source(opts, scheme)
     except (SourceURIError, SinkURIError) as e:
         raise OptionsError(str(e)) from None
+    if sink_scheme != "bigquery" and (opts.bq_create_tables or opts.bq_method != "streaming"):
+        raise OptionsError("--bq-create-tables and --bq-method need --output bigquery://...")
+    if sink_scheme == "bigquery":
+        _validate_bigquery(opts)
     try:
         PortableModel.load(opts.model)
     except (ModelFormatError, OSError) as e:

@@ -23,10 +23,15 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from models.policy import IncrementalPolicy
 from models.wire import ParseLimits
-from pipelines import progress
-from pipelines.options import ScreeningOptions, key_source, validate
+from pipelines import progress, runners
+from pipelines.options import (
+    OptionsError,
+    ScreeningOptions,
+    key_source,
+    make_screening_policy,
+    validate,
+)
 from transforms.parse import DEAD_LETTERS, SUBMISSIONS, ParseSubmissions
 from transforms.scoring import ALERTS, SCORES, WRITINGS, ScoreUsers
 from transforms.sinks import WriteResults
@@ -51,7 +56,7 @@ def build(p: beam.Pipeline, opts: ScreeningOptions,
     )
     scored = parsed[SUBMISSIONS] | "Score" >> ScoreUsers(
         model_dir=opts.model,
-        policy=IncrementalPolicy(opts.threshold, opts.max_alerts_per_user),
+        policy=make_screening_policy(opts),
         state_ttl_s=opts.state_ttl_days * 86_400,
         dedupe_window=opts.dedupe_window,
         store_text=not opts.no_store_text,
@@ -60,8 +65,25 @@ def build(p: beam.Pipeline, opts: ScreeningOptions,
     results = {SCORES: scored[SCORES], ALERTS: scored[ALERTS], DEAD_LETTERS: dead}
     if not opts.no_store_text:
         results[WRITINGS] = scored[WRITINGS]
-    results | "Write" >> WriteResults(opts.output)
+    results | "Write" >> WriteResults(opts.output, bq_method=opts.bq_method,
+                                      bq_create_tables=opts.bq_create_tables)
     return results
+
+
+def step_labels(p: beam.Pipeline) -> list[str]:
+    """Full labels of every step, in graph order (what savepoints match on)."""
+    labels: list[str] = []
+
+    class _Visitor(beam.pipeline.PipelineVisitor):
+        def enter_composite_transform(self, node) -> None:
+            if node.full_label:
+                labels.append(node.full_label)
+
+        def visit_transform(self, node) -> None:
+            labels.append(node.full_label)
+
+    p.visit(_Visitor())
+    return labels
 
 
 @dataclass(frozen=True)
@@ -111,27 +133,70 @@ def _counters(result) -> dict[str, int]:
 
 
 def pipeline_options(argv: list[str] | None = None) -> PipelineOptions:
-    """Parsed and validated options, with the runner defaults ``run`` applies."""
+    """Parsed and validated options, with the runner set up as ``run`` does."""
     options = PipelineOptions(argv)
     validate(options.view_as(ScreeningOptions))
-    std = options.view_as(StandardOptions)
-    if std.runner is None:
-        # Naming the runner skips the Prism download attempt (offline here).
-        std.runner = "DirectRunner"
+    # Naming the runner also skips Beam's Prism download attempt (offline here).
+    runners.configure(options)
     if parse_source_uri(options.view_as(ScreeningOptions).input)[0] == "pubsub":
         # Pub/Sub is unbounded: runs until stopped (Ctrl-C, or cancel on the runner).
-        std.streaming = True
+        options.view_as(StandardOptions).streaming = True
     return options
 
 
-def run(argv: list[str] | None = None, show_progress: bool | None = None) -> RunSummary:
-    """Validate options, run the pipeline to completion, return its accounting.
+@dataclass(frozen=True)
+class JobSubmitted:
+    """What ``run`` returns for a job it does not wait for (remote, dry run)."""
 
-    A bounded Kafka read (``--until-caught-up``) commits its offsets only after
-    the run finished successfully; a Pub/Sub run streams until stopped.
+    runner: str
+    state: str
+    job_id: str | None
+    steps: int
+    dry_run: bool
+
+    balanced = True
+
+    def lines(self) -> list[str]:
+        what = "translated (dry run, not submitted)" if self.dry_run else "submitted"
+        return [
+            f"runner               {self.runner}",
+            f"job                  {what}",
+            f"job id               {self.job_id or '-'}",
+            f"state                {self.state}",
+            f"steps                {self.steps}",
+        ]
+
+
+def run(argv: list[str] | None = None,
+        show_progress: bool | None = None) -> RunSummary | JobSubmitted:
+    """Validate options and run the pipeline.
+
+    In-process runners (direct, portable with an embedded job service) run to
+    completion and return the accounting; remote runners return once the job
+    is submitted (or, with ``--dry_run``, translated). A bounded Kafka read
+    (``--until-caught-up``) commits its offsets only after an in-process run
+    finished successfully; a Pub/Sub run streams until stopped.
     """
     options = pipeline_options(argv)
     opts = options.view_as(ScreeningOptions)
+    runner = runners.runner_name(options)
+    local = runners.waits_for_completion(options)
+    if not local and opts.output.startswith("duckdb:") and not runners.is_dry_run(options):
+        raise OptionsError(
+            f"duckdb:// is an embedded store for in-process runs; on {runner} write to a "
+            "shared sink such as bigquery://PROJECT/DATASET")
+    if not local:
+        p = beam.Pipeline(options=options)
+        build(p, opts)
+        result = p.run()
+        job_id = getattr(result, "job_id", None)
+        return JobSubmitted(
+            runner=runner,
+            state=str(getattr(result, "state", "UNKNOWN")),
+            job_id=job_id() if callable(job_id) else job_id,
+            steps=len(step_labels(p)),
+            dry_run=runners.is_dry_run(options),
+        )
     start = time.monotonic()
     with progress.ProgressLine(("read", "scored", "dead_lettered", "alerts"), "scored",
                                enabled=show_progress):
@@ -144,6 +209,11 @@ def run(argv: list[str] | None = None, show_progress: bool | None = None) -> Run
             for action in after_success:
                 action()
     elapsed = time.monotonic() - start
+    # In-process runs share DuckDB connections; close them so that other
+    # processes (the review app, `earlyrisk sql`) can open the file at once.
+    from storage.duckdb_store import close_all
+
+    close_all()
     c = _counters(result)
     reasons = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith("dead_lettered.")}
     if c.get("duplicates"):

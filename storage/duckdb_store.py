@@ -12,6 +12,7 @@ sink DoFns of an in-process pipeline write to the same file.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -68,15 +69,29 @@ def shared_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
 
 
 def release_connection(path: str | Path) -> None:
+    """Drop one reference; the connection itself stays open until exit.
+
+    Runners call DoFn.teardown on worker threads that may be cancelled while
+    the process exits; closing (which checkpoints) there can be cut short and
+    abort the process. Every insert is already committed to the WAL, so the
+    connection is closed once, from the main thread, at interpreter exit.
+    """
     key = str(Path(path).resolve())
     with _lock:
         entry = _shared.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] <= 0:
-            entry[0].close()
-            del _shared[key]
+        if entry is not None:
+            entry[1] = max(0, entry[1] - 1)
+
+
+def close_all() -> None:
+    """Close every shared connection (checkpointing the files)."""
+    with _lock:
+        for con, _ in _shared.values():
+            con.close()
+        _shared.clear()
+
+
+atexit.register(close_all)
 
 
 def _arrow_table(table: Table, rows: Sequence[dict[str, Any]]):

@@ -32,6 +32,7 @@ PUBSUB_EMULATOR_BIN = Path(os.environ.get(
     "PUBSUB_EMULATOR_BIN",
     "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator",
 ))
+PUBSUB_EMULATOR = PUBSUB_EMULATOR_BIN  # the name the crawler tests use
 
 
 class ServiceError(RuntimeError):
@@ -44,18 +45,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout_s: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout_s
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None,
+                  log: Path | None = None) -> None:
+    """Wait until ``port`` accepts connections; ServiceError if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServiceError(f"exited with status {proc.returncode}; log: {log}\n"
-                               + log.read_text(errors="replace")[-2000:])
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise ServiceError(f"exited with status {proc.returncode}; log: {log}\n{tail}")
         with socket.socket() as s:
             s.settimeout(0.2)
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise ServiceError(f"port {port} not open after {timeout_s:.0f} s; log: {log}")
+    raise ServiceError(f"port {port} not open after {timeout:.0f} s; log: {log}")
 
 
 def tansu_binary() -> Path:

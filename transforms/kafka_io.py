@@ -384,6 +384,10 @@ class _ReadPartitionUnboundedFn(_ReadPartitionFn):
         self._commit_lock = threading.Lock()
 
 
+def _planned(_impulse: bytes, reads: list[PartitionRead]) -> list[PartitionRead]:
+    return reads
+
+
 class ReadFromKafkaTopic(beam.PTransform):
     """Raw messages of one Kafka topic, read by a splittable DoFn (see module docstring)."""
 
@@ -404,7 +408,10 @@ class ReadFromKafkaTopic(beam.PTransform):
         fn = _ReadPartitionFn() if self._until_caught_up else _ReadPartitionUnboundedFn()
         return (
             pbegin
-            | "Partitions" >> beam.Create(self.reads, reshuffle=False)
+            | "Start" >> beam.Impulse()
+            | "Partitions" >> beam.FlatMap(_planned, self.reads).with_output_types(PartitionRead)
+            # Spread partitions over workers before the (long-running) reads.
+            | "Distribute" >> beam.Reshuffle()
             | "ReadPartitions" >> beam.ParDo(fn).with_output_types(RawMessage)
         )
 

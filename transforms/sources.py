@@ -105,6 +105,10 @@ class _ReadLinesFn(beam.DoFn):
                 yield RawMessage(f"file:{path}:{n}", line)
 
 
+def _paths(_impulse: bytes, paths: list[str]) -> list[str]:
+    return paths
+
+
 class ReadJsonLines(beam.PTransform):
     """JSONL replay: each non-blank line of the file(s) is one message.
 
@@ -123,7 +127,8 @@ class ReadJsonLines(beam.PTransform):
         paths = sorted(m.path for m in matches)
         return (
             pbegin
-            | "ListFiles" >> beam.Create(paths)
+            | "Start" >> beam.Impulse()
+            | "ListFiles" >> beam.FlatMap(_paths, paths).with_output_types(str)
             | "ReadLines" >> beam.ParDo(_ReadLinesFn()).with_output_types(RawMessage)
         )
 

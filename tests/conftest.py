@@ -1,0 +1,77 @@
+"""Shared fixtures: the bundled model, small data files, random models, bqemulator."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.portable import PortableModel
+from tests import bqemulator
+
+REPO = Path(__file__).resolve().parent.parent
+SIMULATED = REPO / "data" / "simulated"
+TEST_KEY = "test-pseudonym-key-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path_factory, monkeypatch):
+    # Never touch the developer's real key file or env key from tests.
+    state = tmp_path_factory.getbasetemp() / "xdg-state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.delenv("EARLYRISK_PSEUDONYM_KEY", raising=False)
+
+
+@pytest.fixture(scope="session")
+def bundled_model() -> PortableModel:
+    return PortableModel.load()
+
+
+def random_model(seed: int, vocab_size: int = 300, sublinear: bool = False,
+                 density: float = 0.5) -> PortableModel:
+    """A dense random model over common English words (many non-zero weights)."""
+    rng = np.random.default_rng(seed)
+    base = PortableModel.load().vocabulary
+    vocab = tuple(sorted(rng.choice(np.array(base), size=vocab_size, replace=False).tolist()))
+    coef = rng.normal(0, 3, vocab_size) * (rng.random(vocab_size) < density)
+    return PortableModel(
+        name=f"random-{seed}",
+        vocabulary=vocab,
+        idf=rng.uniform(1.0, 6.0, vocab_size),
+        coef=coef,
+        intercept=float(rng.normal(0, 1)),
+        sublinear_tf=sublinear,
+    )
+
+
+def write_jsonl(path: Path, lines: list[str | bytes]) -> Path:
+    with open(path, "wb") as f:
+        for line in lines:
+            f.write(line if isinstance(line, bytes) else line.encode())
+            f.write(b"\n")
+    return path
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session")
+def bq_emulator(tmp_path_factory):
+    """A running bqemulator; sets $BIGQUERY_EMULATOR_HOST for the session."""
+    if not bqemulator.BINARY.exists():
+        pytest.skip(f"bqemulator not installed at {bqemulator.BINARY}: run "
+                    "'bash deploy/local/install-bqemulator.sh' (make test does)")
+    log = tmp_path_factory.mktemp("bqemulator") / "bqemulator.log"
+    previous = os.environ.get("BIGQUERY_EMULATOR_HOST")
+    with bqemulator.running_emulator(log) as host:
+        os.environ["BIGQUERY_EMULATOR_HOST"] = host
+        try:
+            yield host
+        finally:
+            if previous is None:
+                os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
+            else:
+                os.environ["BIGQUERY_EMULATOR_HOST"] = previous

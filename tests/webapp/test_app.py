@@ -1,0 +1,201 @@
+"""The review app's HTTP behaviour (Flask test client over the real store)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from webapp.app import AppConfig, create_app, highlight
+from webapp.store import DuckDBReviewStore
+
+from .conftest import PASSWORD, REVIEWER, TOKEN, review_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def app(review_db):
+    return create_app(DuckDBReviewStore(review_db), AppConfig.from_env(env=review_env()))
+
+
+def _csrf(html: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def _login(client, user=REVIEWER, password=PASSWORD):
+    token = _csrf(client.get("/login").get_data(as_text=True))
+    return client.post("/login", data={"username": user, "password": password,
+                                       "csrf_token": token, "next": "/alerts"})
+
+
+@pytest.fixture
+def client(app):
+    c = app.test_client()
+    assert _login(c).status_code == 302
+    return c
+
+
+def _alert_ids(html: str) -> list[str]:
+    return re.findall(r'data-alert-id="([^"]+)"', html)
+
+
+def test_nothing_is_readable_without_signing_in(app):
+    c = app.test_client()
+    for path in ("/", "/alerts", "/alerts?tab=risk", "/stats", "/datasets"):
+        r = c.get(path)
+        assert r.status_code == 302 and "/login" in r.headers["Location"], path
+    r = c.get("/datasets/all.jsonl")
+    assert r.status_code == 401 and b"u_" not in r.data
+    assert c.post("/alerts/x/label", data={"label": "risk"}).status_code == 401
+    # The stylesheet is not data and the sign-in page needs it.
+    assert c.get("/static/style.css").status_code == 200
+
+
+def test_sign_in_session_cookie_and_sign_out(app):
+    c = app.test_client()
+    r = _login(c, password="wrong password!!")
+    assert r.status_code == 401
+    r = _login(c)
+    assert r.status_code == 302 and r.headers["Location"].endswith("/alerts")
+    cookie = r.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = c.get("/alerts").get_data(as_text=True)
+    assert REVIEWER in page
+    c.post("/logout", data={"csrf_token": _csrf(page)})
+    assert c.get("/alerts").status_code == 302
+
+
+def test_token_sign_in_and_bearer_download(app):
+    c = app.test_client()
+    token = _csrf(c.get("/login").get_data(as_text=True))
+    r = c.post("/login", data={"token": TOKEN, "csrf_token": token})
+    assert r.status_code == 302
+    anon = app.test_client()
+    assert anon.get("/datasets/all.truth.txt",
+                    headers={"Authorization": "Bearer nope-nope-nope-nope"}).status_code == 401
+    r = anon.get("/datasets/all.jsonl", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert r.status_code == 200 and r.data.count(b"\n") > 1000
+
+
+def test_failed_sign_ins_are_rate_limited(app):
+    c = app.test_client()
+    for _ in range(5):
+        assert _login(c, password="not the password").status_code == 401
+    r = _login(c)  # even the right password waits now
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+
+
+def test_post_without_or_with_wrong_csrf_token_is_refused(client):
+    aid = _alert_ids(client.get("/alerts").get_data(as_text=True))[0]
+    assert client.post(f"/alerts/{aid}/label", data={"label": "risk"}).status_code == 403
+    assert client.post(f"/alerts/{aid}/label",
+                       data={"label": "risk", "csrf_token": "forged"}).status_code == 403
+    page = client.get(f"/alerts/{aid}").get_data(as_text=True)
+    r = client.post(f"/alerts/{aid}/label", data={"label": "risk", "csrf_token": _csrf(page)},
+                    headers={"Origin": "https://evil.example"})
+    assert r.status_code == 403
+    assert aid in _alert_ids(client.get("/alerts").get_data(as_text=True))
+
+
+def test_tagging_moves_the_alert_to_the_true_positive_tab(client):
+    aid = _alert_ids(client.get("/alerts").get_data(as_text=True))[0]
+    page = client.get(f"/alerts/{aid}").get_data(as_text=True)
+    r = client.post(f"/alerts/{aid}/label", data={
+        "label": "risk", "comment": "<script>alert(1)</script> worrying",
+        "csrf_token": _csrf(page), "back": "/alerts"})
+    assert r.status_code == 302
+    detail = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "now under True positives" in detail
+    assert "<script>alert(1)</script>" not in detail and "&lt;script&gt;" in detail
+    assert aid not in _alert_ids(client.get("/alerts").get_data(as_text=True))
+    assert _alert_ids(client.get("/alerts?tab=risk").get_data(as_text=True)) == [aid]
+    truth = client.get("/datasets/tp.truth.txt").get_data(as_text=True).split()
+    assert truth[1] == "1" and truth[0].startswith("u_")
+    lines = client.get("/datasets/tp.jsonl").get_data(as_text=True).splitlines()
+    recs = [json.loads(x) for x in lines]
+    assert recs and {r["author"] for r in recs} == {truth[0]}
+    assert set(recs[0]) == {"id", "author", "created_utc", "kind", "subreddit", "title", "body"}
+    csv_text = client.get("/datasets/tp.csv").get_data(as_text=True)
+    assert csv_text.startswith("id,author,created_utc,kind,subreddit,title,body")
+
+
+def test_alert_detail_has_charts_terms_and_sortable_writings(client):
+    aid = _alert_ids(client.get("/alerts?sort=priority").get_data(as_text=True))[0]
+    html = client.get(f"/alerts/{aid}").get_data(as_text=True)
+    assert 'id="chart-writings"' in html and 'id="chart-time"' in html
+    assert 'class="threshold"' in html and 'class="alert-point"' in html
+    assert '<mark class="term">' in html
+    by_p = client.get(f"/alerts/{aid}?wsort=p").get_data(as_text=True)
+    ps = [float(x) for x in re.findall(r'data-p-text="([0-9.]+)"', by_p)]
+    assert len(ps) > 1 and ps == sorted(ps, reverse=True)
+    assert client.get("/alerts/nope").status_code == 404
+    assert client.get("/alerts/x'--").status_code == 404
+
+
+@pytest.mark.parametrize("query", [
+    "subreddit=' OR 1=1 --", "band=P0' OR '1'='1", "from=2019-01-01' OR 1=1",
+    "sort=p_user; DROP TABLE alerts", "tab=risk' OR 1=1 --", "after=1~' OR 1=1 --"])
+def test_hostile_query_parameters(client, query):
+    r = client.get(f"/alerts?{query}")
+    assert r.status_code in (200, 400)
+    if r.status_code == 200:
+        assert _alert_ids(r.get_data(as_text=True)) == []
+    assert len(_alert_ids(client.get("/alerts").get_data(as_text=True))) > 0
+
+
+def test_paging_links_and_filters_in_the_page(client):
+    html = client.get("/alerts").get_data(as_text=True)
+    ids = _alert_ids(html)
+    m = re.search(r'id="next-page" href="([^"]+)"', html)
+    if m:  # more than one page of alerts
+        nxt = client.get(m.group(1).replace("&amp;", "&")).get_data(as_text=True)
+        assert not set(_alert_ids(nxt)) & set(ids)
+    assert client.get("/alerts?band=P9").status_code == 400
+    assert client.get("/alerts?from=yesterday").status_code == 400
+
+
+def test_stats_page(client):
+    html = client.get("/stats").get_data(as_text=True)
+    assert 'id="stat-submissions"' in html and 'id="chart-subs"' in html
+
+
+def test_names_are_pseudonymised_unless_the_operator_opts_in(review_db):
+    store = DuckDBReviewStore(review_db)
+    hidden = create_app(store, AppConfig.from_env(env=review_env()))
+    shown = create_app(store, AppConfig.from_env(env=review_env(
+        EARLYRISK_REVIEW_RAW_NAMES="1")))
+    name = hidden.jinja_env.globals["display_name"]
+    assert name("some_reddit_user") != "some_reddit_user"
+    assert re.fullmatch(r"u_[0-9a-f]{20}", name("some_reddit_user"))
+    assert name("u_0123456789abcdef0123") == "u_0123456789abcdef0123"
+    assert shown.jinja_env.globals["display_name"]("some_reddit_user") == "some_reddit_user"
+
+
+def test_highlight_escapes_and_marks_whole_words():
+    out = str(highlight("I feel <b>alone</b>, so alone-ish; lonely", ["alone", "i"]))
+    assert "&lt;b&gt;" in out and "<b>" not in out
+    assert out.count("<mark class=\"term\">") == 3  # I, alone, alone(-ish); not lonely
+    assert "lonely" in out and '<mark class="term">lonely' not in out
+
+
+def test_busy_database_answers_503_not_a_crash(client, review_db):
+    """While another process holds DuckDB's write lock (a running pipeline), 503."""
+    import subprocess
+    import sys
+
+    store = client.application.extensions["earlyrisk_store"]
+    store.close()  # release our read-only handle so the other process can lock the file
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+         "print('locked', flush=True); time.sleep(30)", str(review_db)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        r = client.get("/alerts")
+        assert r.status_code == 503 and b"single write lock" in r.data
+    finally:
+        holder.kill()
+        holder.wait()
+    assert client.get("/alerts").status_code == 200

@@ -1,0 +1,286 @@
+"""The review store over BigQuery: ``earlyrisk serve --db bigquery://PROJECT/DATASET``.
+
+Same interface and semantics as :class:`webapp.store.DuckDBReviewStore`, in
+BigQuery SQL with named query parameters (``@name``) for every value. Tables
+are those the pipeline's BigQuery sink writes (schema from
+:data:`models.records.TABLES`); ``labels`` is created if missing. Labels are
+added with streaming inserts. BigQuery has no single-writer limitation, so the
+pipeline and the app run side by side.
+
+``BIGQUERY_EMULATOR_HOST`` (e.g. ``http://127.0.0.1:9050``) points the client at
+an emulator with anonymous credentials; otherwise Application Default
+Credentials are used.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from models.records import LABELS, TABLES, LabelRecord, to_row
+from webapp.store import (
+    LABEL_VALUES,
+    TABS,
+    AlertFilter,
+    AlertPage,
+    Cursor,
+    ReviewStore,
+    Stats,
+    StoreError,
+    _alert_row,
+    _epoch,
+)
+
+_BQ_TYPES = {"STRING": "STRING", "FLOAT64": "FLOAT64", "INT64": "INT64",
+             "TIMESTAMP": "TIMESTAMP"}
+
+_TAB_SQL = {
+    "untagged": "(cur.label IS NULL OR cur.label = 'undecided')",
+    "risk": "cur.label = 'risk'",
+    "no_risk": "cur.label = 'no_risk'",
+}
+_SORT_SQL = {
+    "recent": ("UNIX_MICROS(a.created_utc)", "a.created_utc DESC, a.alert_id DESC"),
+    "priority": ("a.p_user", "a.p_user DESC, a.alert_id DESC"),
+}
+_ALERT_COLS = """a.alert_id, a.user_id, a.submission_id, a.created_utc, a.p_user,
+    a.writings_seen, a.threshold, a.priority, a.policy, a.top_terms, a.model_version,
+    a.alert_seq, cur.label, cur.reviewer, cur.labelled_at"""
+
+
+def _client(project: str):
+    from google.cloud import bigquery
+
+    if os.environ.get("BIGQUERY_EMULATOR_HOST"):
+        from google.api_core.client_options import ClientOptions
+        from google.auth.credentials import AnonymousCredentials
+
+        return bigquery.Client(
+            project=project, credentials=AnonymousCredentials(),
+            client_options=ClientOptions(api_endpoint=os.environ["BIGQUERY_EMULATOR_HOST"]))
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        return bigquery.Client(project=project)
+    except DefaultCredentialsError as e:
+        raise StoreError(f"no Google credentials for BigQuery: {str(e).splitlines()[0]}") \
+            from None
+
+
+class BigQueryReviewStore(ReviewStore):
+    def __init__(self, project: str, dataset: str, client=None) -> None:
+        self.project, self.dataset = project, dataset
+        self._client = client or _client(project)
+
+    def _t(self, name: str) -> str:
+        return f"`{self.project}.{self.dataset}.{name}`"
+
+    def _cur(self) -> str:
+        # The latest label row per alert is its verdict.
+        return (f"cur AS (SELECT alert_id, label, reviewer, labelled_at FROM {self._t('labels')}"
+                " WHERE TRUE QUALIFY ROW_NUMBER() OVER (PARTITION BY alert_id "
+                "ORDER BY labelled_at DESC, reviewer DESC) = 1)")
+
+    def _query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        from google.cloud import bigquery
+
+        qp = []
+        for name, value in (params or {}).items():
+            kind = ("TIMESTAMP" if isinstance(value, datetime) else
+                    "INT64" if isinstance(value, int) else
+                    "FLOAT64" if isinstance(value, float) else "STRING")
+            qp.append(bigquery.ScalarQueryParameter(name, kind, value))
+        job = self._client.query(sql, job_config=bigquery.QueryJobConfig(query_parameters=qp))
+        return [dict(r.items()) for r in job.result()]
+
+    def check(self) -> None:
+        from google.api_core.exceptions import GoogleAPIError, NotFound
+        from google.cloud import bigquery
+
+        try:
+            names = {t.table_id for t in self._client.list_tables(
+                f"{self.project}.{self.dataset}")}
+        except NotFound:
+            raise StoreError(f"no BigQuery dataset {self.project}.{self.dataset}") from None
+        except (GoogleAPIError, OSError) as e:
+            raise StoreError(f"BigQuery not reachable: {str(e).splitlines()[0]}") from None
+        missing = {"scores", "alerts", "writings"} - names
+        if missing:
+            raise StoreError(f"dataset {self.dataset} has no table(s) "
+                             f"{', '.join(sorted(missing))}")
+        if "labels" not in names:
+            schema = [bigquery.SchemaField(c.name, _BQ_TYPES[c.type], mode="REQUIRED")
+                      for c in LABELS.columns]
+            self._client.create_table(bigquery.Table(
+                f"{self.project}.{self.dataset}.labels", schema=schema), exists_ok=True)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _filters(self, flt: AlertFilter, params: dict[str, Any]) -> list[str]:
+        where = []
+        if flt.date_from is not None:
+            where.append("a.created_utc >= @date_from")
+            params["date_from"] = datetime(flt.date_from.year, flt.date_from.month,
+                                           flt.date_from.day, tzinfo=UTC)
+        if flt.date_to is not None:
+            where.append("a.created_utc < @date_to")
+            params["date_to"] = datetime(flt.date_to.year, flt.date_to.month, flt.date_to.day,
+                                         tzinfo=UTC) + timedelta(days=1)
+        if flt.band is not None:
+            where.append("a.priority = @band")
+            params["band"] = flt.band
+        if flt.subreddit is not None:
+            where.append("s.subreddit = @subreddit")
+            params["subreddit"] = flt.subreddit
+        return where
+
+    def _from(self) -> str:
+        return (f"{self._t('alerts')} a LEFT JOIN cur ON cur.alert_id = a.alert_id "
+                f"LEFT JOIN {self._t('scores')} s ON s.user_id = a.user_id "
+                "AND s.submission_id = a.submission_id AND s.model_version = a.model_version")
+
+    def tab_counts(self, flt: AlertFilter) -> dict[str, int]:
+        params: dict[str, Any] = {}
+        cond = " AND ".join(self._filters(flt, params)) or "TRUE"
+        sums = ", ".join(f"COUNTIF({_TAB_SQL[t]}) AS {t}" for t in TABS)
+        rows = self._query(f"WITH {self._cur()} SELECT {sums}, COUNTIF(cur.label = "
+                           f"'undecided') AS undecided FROM {self._from()} WHERE {cond}", params)
+        return {k: int(v) for k, v in rows[0].items()}
+
+    def list_alerts(self, tab: str, sort: str, flt: AlertFilter, after: Cursor | None,
+                    limit: int) -> AlertPage:
+        if tab not in _TAB_SQL or sort not in _SORT_SQL:
+            raise ValueError(f"unknown tab {tab!r} or sort {sort!r}")
+        key_sql, order_sql = _SORT_SQL[sort]
+        params: dict[str, Any] = {"limit": limit + 1}
+        where = [_TAB_SQL[tab], *self._filters(flt, params)]
+        if after is not None:
+            where.append(f"({key_sql} < @after_key OR ({key_sql} = @after_key "
+                         "AND a.alert_id < @after_id))")
+            params["after_key"] = after.key
+            params["after_id"] = after.alert_id
+        sql = (f"WITH {self._cur()} SELECT {_ALERT_COLS}, s.subreddit, {key_sql} AS sort_key "
+               f"FROM {self._from()} WHERE {' AND '.join(where)} ORDER BY {order_sql} "
+               "LIMIT @limit")
+        rows = self._query(sql, params)
+        out = [_alert_row(list(r), tuple(r.values())) for r in rows]
+        nxt = None
+        if len(out) > limit:
+            out = out[:limit]
+            nxt = Cursor(out[-1]["sort_key"], out[-1]["alert_id"])
+        return AlertPage(out, nxt)
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        rows = self._query(f"WITH {self._cur()} SELECT {_ALERT_COLS}, s.subreddit "
+                           f"FROM {self._from()} WHERE a.alert_id = @id", {"id": alert_id})
+        return _alert_row(list(rows[0]), tuple(rows[0].values())) if rows else None
+
+    def user_writings(self, user_id: str, model_version: str) -> list[dict[str, Any]]:
+        rows = self._query(
+            f"""SELECT s.submission_id, s.created_utc, s.kind, s.subreddit, s.p_text, s.p_user,
+                       s.writings_seen, w.title, w.body
+                FROM {self._t('scores')} s LEFT JOIN {self._t('writings')} w
+                  ON w.user_id = s.user_id AND w.submission_id = s.submission_id
+                WHERE s.user_id = @user AND s.model_version = @model
+                ORDER BY s.writings_seen, s.created_utc""",
+            {"user": user_id, "model": model_version})
+        for r in rows:
+            r["created_utc"] = _epoch(r["created_utc"])
+        return rows
+
+    def label_history(self, alert_id: str) -> list[dict[str, Any]]:
+        rows = self._query(f"SELECT label, comment, reviewer, labelled_at FROM "
+                           f"{self._t('labels')} WHERE alert_id = @id "
+                           "ORDER BY labelled_at DESC", {"id": alert_id})
+        for r in rows:
+            r["labelled_at"] = _epoch(r["labelled_at"])
+        return rows
+
+    def add_label(self, label: LabelRecord) -> None:
+        if label.label not in LABEL_VALUES:
+            raise ValueError(f"label must be one of {LABEL_VALUES}")
+        row = to_row(label)
+        row["labelled_at"] = datetime.fromtimestamp(label.labelled_at, UTC).isoformat()
+        errors = self._client.insert_rows_json(
+            f"{self.project}.{self.dataset}.labels", [row],
+            row_ids=[f"{label.alert_id}|{label.reviewer}|{label.labelled_at!r}"])
+        if errors:
+            raise StoreError(f"label not stored: {errors}")
+
+    def subreddits(self) -> list[str]:
+        rows = self._query(
+            f"SELECT DISTINCT s.subreddit FROM {self._t('alerts')} a JOIN {self._t('scores')} s "
+            "ON s.user_id = a.user_id AND s.submission_id = a.submission_id "
+            "AND s.model_version = a.model_version ORDER BY 1")
+        return [r["subreddit"] for r in rows]
+
+    def _verdict(self) -> str:
+        return (f"verdict AS (SELECT user_id, label FROM {self._t('labels')} "
+                "WHERE label IN ('risk', 'no_risk') QUALIFY ROW_NUMBER() OVER "
+                "(PARTITION BY user_id ORDER BY labelled_at DESC) = 1)")
+
+    def _users(self, dataset: str) -> str:
+        return {"tp": "SELECT user_id FROM verdict WHERE label = 'risk'",
+                "fp": "SELECT user_id FROM verdict WHERE label = 'no_risk'",
+                "all": f"SELECT DISTINCT user_id FROM {self._t('writings')}"}[dataset]
+
+    def export_writings(self, dataset: str) -> Iterator[dict[str, Any]]:
+        rows = self._query(
+            f"WITH {self._verdict()} SELECT w.submission_id AS id, w.user_id, w.created_utc, "
+            f"w.kind, w.subreddit, w.title, w.body FROM {self._t('writings')} w "
+            f"WHERE w.user_id IN ({self._users(dataset)}) "
+            "ORDER BY w.user_id, w.created_utc, w.submission_id")
+        for r in rows:
+            r["created_utc"] = _epoch(r["created_utc"])
+            yield r
+
+    def export_truth(self, dataset: str) -> list[tuple[str, int]]:
+        rows = self._query(
+            f"WITH {self._verdict()} SELECT v.user_id, v.label FROM verdict v "
+            f"WHERE v.user_id IN ({self._users(dataset)}) AND v.user_id IN "
+            f"(SELECT user_id FROM {self._t('writings')}) ORDER BY 1")
+        return [(r["user_id"], 1 if r["label"] == "risk" else 0) for r in rows]
+
+    def stats(self) -> Stats:
+        t = self._t
+        tot = self._query(
+            f"SELECT COUNT(*) AS subs, COUNT(DISTINCT user_id) AS users, "
+            f"MIN(created_utc) AS first, MAX(created_utc) AS last FROM {t('scores')}")[0]
+        al = self._query(f"SELECT COUNT(*) AS n, COUNT(DISTINCT user_id) AS u "
+                         f"FROM {t('alerts')}")[0]
+        dead = self._query(f"SELECT reason, COUNT(*) AS n FROM {t('dead_letters')} "
+                           "GROUP BY reason ORDER BY n DESC")
+        labels = self._query(f"WITH {self._cur()} SELECT label, COUNT(*) AS n FROM cur "
+                             "GROUP BY label")
+        bands = self._query(f"SELECT priority, COUNT(*) AS n FROM {t('alerts')} "
+                            "GROUP BY priority ORDER BY priority")
+        per_day = self._query(
+            f"""WITH d AS (SELECT DATE(created_utc) AS day, COUNT(*) AS subs,
+                                  COUNT(DISTINCT user_id) AS users
+                           FROM {t('scores')} GROUP BY day),
+                al AS (SELECT DATE(created_utc) AS day, COUNT(*) AS n FROM {t('alerts')}
+                       GROUP BY day)
+                SELECT d.day, d.subs, d.users, COALESCE(al.n, 0) AS n FROM d
+                LEFT JOIN al ON al.day = d.day ORDER BY d.day""")
+        lab = {r["label"]: int(r["n"]) for r in labels}
+        s = Stats(
+            totals={"submissions": int(tot["subs"]), "users": int(tot["users"]),
+                    "alerts": int(al["n"]), "alerted_users": int(al["u"]),
+                    "dead_letters": sum(int(r["n"]) for r in dead),
+                    "reviewed": sum(v for k, v in lab.items() if k != "undecided"),
+                    "first_event": _epoch(tot["first"]), "last_event": _epoch(tot["last"])},
+            labels=lab, bands={r["priority"]: int(r["n"]) for r in bands},
+            per_day=[(r["day"], int(r["subs"]), int(r["users"]), int(r["n"])) for r in per_day],
+            dead_letter_reasons={r["reason"]: int(r["n"]) for r in dead})
+        return s
+
+
+def bigquery_schema(table_name: str):
+    """BigQuery schema of one of the project's tables (for tests and set-up)."""
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField(c.name, _BQ_TYPES[c.type], mode="REQUIRED")
+            for c in TABLES[table_name].columns]
