@@ -83,3 +83,10 @@ def test_missing_topic_is_a_usage_error(capsys) -> None:
         code = main(["run", "--input", f"kafka://{bootstrap}/nope", "--until-caught-up"])
     assert code == 2
     assert "topic does not exist" in capsys.readouterr().err
+
+
+def test_until_caught_up_needs_in_process_runner() -> None:
+    # A remote job is only submitted; nothing would commit after it finished.
+    with pytest.raises(OptionsError, match="in-process runner"):
+        validate(_opts("--input", "kafka://127.0.0.1:9/t", "--until-caught-up",
+                       "--runner", "dataflow"))
