@@ -191,7 +191,7 @@ def make_screening_policy(opts: ScreeningOptions):
 
 
 def _validate_bigquery(opts: ScreeningOptions) -> None:
-    from apache_beam.options.pipeline_options import GoogleCloudOptions
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 
     from storage.bigquery_store import emulator_host
 
@@ -202,7 +202,8 @@ def _validate_bigquery(opts: ScreeningOptions) -> None:
         temp = opts.view_as(GoogleCloudOptions).temp_location or ""
         if not temp.startswith("gs://"):
             raise OptionsError("--bq-method file_loads needs --temp_location gs://BUCKET/PATH")
-    if not emulator_host():
+
+    if not emulator_host() and not opts.view_as(TestOptions).dry_run:
         import google.auth
         from google.auth.exceptions import DefaultCredentialsError
 

@@ -78,10 +78,13 @@ def test_portable_runner_gives_the_same_rows_as_direct(tmp_path):
 
 
 @pytest.mark.slow
-def test_dataflow_dry_run_translates(capsys):
+def test_dataflow_dry_run_translates_the_streaming_pipeline(capsys, monkeypatch):
+    # The production shape: Pub/Sub in, BigQuery out, streaming; translated, not submitted.
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
     code = main(["run", "--runner", "dataflow", "--dry_run=True", "--project", "demo-project",
                  "--region", "europe-west1", "--temp_location", "gs://demo-bucket/tmp",
-                 "--no-progress"])
+                 "--streaming", "--input", "pubsub://projects/demo-project/subscriptions/s",
+                 "--output", "bigquery://demo-project/earlyrisk", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "translated (dry run, not submitted)" in out
