@@ -41,7 +41,8 @@ def build(p: beam.Pipeline, opts: ScreeningOptions) -> dict[str, beam.PCollectio
     """Add the screening stages to ``p``; returns the three result collections."""
     raw = p | "Read" >> ReadSubmissions(opts.input)
     parsed = raw | "Parse" >> ParseSubmissions(
-        key_source(opts), ParseLimits(max_message_bytes=opts.max_message_bytes)
+        key_source(opts), ParseLimits(max_message_bytes=opts.max_message_bytes,
+                                        max_future_skew_s=opts.max_future_skew_hours * 3600)
     )
     scored = parsed[SUBMISSIONS] | "Score" >> ScoreUsers(
         model_dir=opts.model,
@@ -54,7 +55,7 @@ def build(p: beam.Pipeline, opts: ScreeningOptions) -> dict[str, beam.PCollectio
     results = {SCORES: scored[SCORES], ALERTS: scored[ALERTS], DEAD_LETTERS: dead}
     if not opts.no_store_text:
         results[WRITINGS] = scored[WRITINGS]
-    results | "Write" >> WriteResults(opts.output)
+    results | "Write" >> WriteResults(opts.output, retry_budget_s=opts.sink_retry_seconds)
     return results
 
 
