@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "praw==8.0.3",
     "prawcore==4.0.0",
     "confluent-kafka==2.16.1",
+    "sqlglot==30.30.0",  # BigQuery -> DuckDB translation of the analytics pack
 ]
 
 EXTRAS = {
@@ -44,9 +45,11 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "transforms*", "models*", "corpora*",
-                                    "storage*", "evaluation*", "webapp*", "crawler*"]),
+                                    "storage*", "evaluation*", "webapp*", "crawler*",
+                                    "analytics*"]),
     package_data={"models": ["default/*.json", "default/*.npy"],
-                  "webapp": ["templates/*.html", "static/*"]},
+                  "webapp": ["templates/*.html", "static/*"],
+                  "analytics": ["queries/*.sql"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["earlyrisk=pipelines.cli:main"]},

@@ -352,6 +352,25 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     from crawler.cli import cmd_crawl as run_crawl
 
     return run_crawl(args)
+# -- analytics -------------------------------------------------------------------
+def _analytics_parser(sub) -> argparse.ArgumentParser:
+    from analytics.cli import add_arguments
+
+    p = sub.add_parser(
+        "analytics",
+        help="run a named analytics query on DuckDB or BigQuery",
+        description="Named queries written once in BigQuery SQL (analytics/queries/), run "
+        "unchanged on BigQuery and translated for DuckDB. 'earlyrisk analytics --list' "
+        "shows them with their parameters.",
+    )
+    add_arguments(p)
+    return p
+
+
+def cmd_analytics(args: argparse.Namespace) -> int:
+    from analytics.cli import run
+
+    return run(args, UsageError)
 
 
 # -- forget ----------------------------------------------------------------------
@@ -396,7 +415,11 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "evaluate": (_evaluate_parser, cmd_evaluate),
     "serve": (_serve_parser, cmd_serve),
     "crawl": (_crawl_parser, cmd_crawl),
+<<<<<<< HEAD
     "forget": (_forget_parser, cmd_forget),
+=======
+    "analytics": (_analytics_parser, cmd_analytics),
+>>>>>>> main
 }
 
 

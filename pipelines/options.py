@@ -44,7 +44,18 @@ class ScreeningOptions(PipelineOptions):
                  "stream)")
         parser.add_argument(
             "--output", default=DEFAULT_OUTPUT,
-            help="sink URI: duckdb://PATH (default: duckdb://earlyrisk.duckdb)")
+            help="sink URI: duckdb://PATH or bigquery://PROJECT/DATASET "
+                 "(default: duckdb://earlyrisk.duckdb)")
+        parser.add_argument(
+            "--bq_create_tables", "--bq-create-tables", action="store_true", default=False,
+            help="with bigquery://: create the dataset and any missing tables (partitioned "
+                 "by day, clustered by user) before writing")
+        parser.add_argument(
+            "--bq_method", "--bq-method", choices=("streaming", "file_loads"),
+            default="streaming",
+            help="with bigquery://: 'streaming' inserts with deterministic insert ids "
+                 "(default), or 'file_loads' (load jobs via --temp_location gs://..., for "
+                 "backfills on real GCP; not available offline)")
         parser.add_argument(
             "--model", default=None,
             help="portable model directory (default: the bundled model)")
@@ -143,6 +154,31 @@ def make_screening_policy(opts: ScreeningOptions):
         raise OptionsError(f"--policy: {e}") from None
 
 
+def _validate_bigquery(opts: ScreeningOptions) -> None:
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    from storage.bigquery_store import emulator_host
+
+    if opts.bq_method == "file_loads":
+        if emulator_host():
+            raise OptionsError("--bq-method file_loads needs real BigQuery and Cloud Storage; "
+                               "the emulator takes streaming inserts only")
+        temp = opts.view_as(GoogleCloudOptions).temp_location or ""
+        if not temp.startswith("gs://"):
+            raise OptionsError("--bq-method file_loads needs --temp_location gs://BUCKET/PATH")
+    if not emulator_host():
+        import google.auth
+        from google.auth.exceptions import DefaultCredentialsError
+
+        try:
+            google.auth.default()
+        except DefaultCredentialsError:
+            raise OptionsError(
+                "--output bigquery://: no Google credentials (run 'gcloud auth "
+                "application-default login', or set BIGQUERY_EMULATOR_HOST for the "
+                "local emulator)") from None
+
+
 def validate(opts: ScreeningOptions) -> None:
     """Raise OptionsError with a one-line reason for any bad value."""
     from models.portable import ModelFormatError, PortableModel
@@ -169,9 +205,13 @@ def validate(opts: ScreeningOptions) -> None:
         if scheme == "file" and not any(ch in location for ch in "*?[") \
                 and not Path(location).exists():
             raise OptionsError(f"--input: {location} does not exist")
-        parse_sink_uri(opts.output)
+        sink_scheme, _ = parse_sink_uri(opts.output)
     except (SourceURIError, SinkURIError) as e:
         raise OptionsError(str(e)) from None
+    if sink_scheme != "bigquery" and (opts.bq_create_tables or opts.bq_method != "streaming"):
+        raise OptionsError("--bq-create-tables and --bq-method need --output bigquery://...")
+    if sink_scheme == "bigquery":
+        _validate_bigquery(opts)
     try:
         PortableModel.load(opts.model)
     except (ModelFormatError, OSError) as e:

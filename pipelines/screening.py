@@ -55,7 +55,9 @@ def build(p: beam.Pipeline, opts: ScreeningOptions) -> dict[str, beam.PCollectio
     results = {SCORES: scored[SCORES], ALERTS: scored[ALERTS], DEAD_LETTERS: dead}
     if not opts.no_store_text:
         results[WRITINGS] = scored[WRITINGS]
-    results | "Write" >> WriteResults(opts.output, retry_budget_s=opts.sink_retry_seconds)
+    results | "Write" >> WriteResults(opts.output, bq_method=opts.bq_method,
+                                      bq_create_tables=opts.bq_create_tables,
+                                      retry_budget_s=opts.sink_retry_seconds)
     return results
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the bundled model, small data files, random models."""
+"""Shared fixtures: the bundled model, small data files, random models, bqemulator."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from models.portable import PortableModel
+from tests import bqemulator
 
 REPO = Path(__file__).resolve().parent.parent
 SIMULATED = REPO / "data" / "simulated"
@@ -55,3 +56,22 @@ def write_jsonl(path: Path, lines: list[str | bytes]) -> Path:
 
 def in_ci() -> bool:
     return os.environ.get("CI") == "true"
+
+
+@pytest.fixture(scope="session")
+def bq_emulator(tmp_path_factory):
+    """A running bqemulator; sets $BIGQUERY_EMULATOR_HOST for the session."""
+    if not bqemulator.BINARY.exists():
+        pytest.skip(f"bqemulator not installed at {bqemulator.BINARY}: run "
+                    "'bash deploy/local/install-bqemulator.sh' (make test does)")
+    log = tmp_path_factory.mktemp("bqemulator") / "bqemulator.log"
+    previous = os.environ.get("BIGQUERY_EMULATOR_HOST")
+    with bqemulator.running_emulator(log) as host:
+        os.environ["BIGQUERY_EMULATOR_HOST"] = host
+        try:
+            yield host
+        finally:
+            if previous is None:
+                os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
+            else:
+                os.environ["BIGQUERY_EMULATOR_HOST"] = previous

@@ -1,7 +1,8 @@
 """Sinks: where scores, alerts and dead letters go, chosen by URI.
 
 Schemes: ``duckdb://PATH`` (the embedded store; ``duckdb:///abs/path`` or
-``duckdb://relative/path``).
+``duckdb://relative/path``) and ``bigquery://PROJECT/DATASET`` (see
+:mod:`transforms.bigquery_io`).
 
 Writes are batched per bundle and idempotent (primary keys, insert-or-ignore),
 so a bundle that a runner retries leaves exactly one row per record.
@@ -96,7 +97,16 @@ def parse_sink_uri(uri: str) -> tuple[str, str]:
         if not path:
             raise SinkURIError(f"{uri!r}: no database path")
         return "duckdb", path
-    raise SinkURIError(f"{uri!r}: unsupported sink scheme {parsed.scheme!r} (supported: duckdb://)")
+    if parsed.scheme == "bigquery":
+        from storage.bigquery_store import BigQueryURIError, parse_bigquery_uri
+
+        try:
+            parse_bigquery_uri(uri)
+        except BigQueryURIError as e:
+            raise SinkURIError(str(e)) from None
+        return "bigquery", uri
+    raise SinkURIError(f"{uri!r}: unsupported sink scheme {parsed.scheme!r} "
+                       "(supported: duckdb://, bigquery://)")
 
 
 class _DuckDBWriteFn(beam.DoFn):
@@ -188,9 +198,13 @@ class _DuckDBWriteFn(beam.DoFn):
 class WriteResults(beam.PTransform):
     """{table name: PCollection of its records} -> the store at ``uri``."""
 
-    def __init__(self, uri: str, retry_budget_s: float = DEFAULT_RETRY_BUDGET_S) -> None:
+    def __init__(self, uri: str, bq_method: str = "streaming",
+                 bq_create_tables: bool = False,
+                 retry_budget_s: float = DEFAULT_RETRY_BUDGET_S) -> None:
         super().__init__()
         self._scheme, self._location = parse_sink_uri(uri)
+        self._bq_method = bq_method
+        self._bq_create_tables = bq_create_tables
         self._retry_budget_s = retry_budget_s
 
     @property
@@ -201,6 +215,13 @@ class WriteResults(beam.PTransform):
         unknown = set(tables) - {t.name for t in PIPELINE_TABLES}
         if unknown:
             raise ValueError(f"WriteResults: no table for {sorted(unknown)}")
+        if self._scheme == "bigquery":
+            from storage.bigquery_store import parse_bigquery_uri
+            from transforms.bigquery_io import WriteToBigQueryTables
+
+            return tables | "BigQuery" >> WriteToBigQueryTables(
+                parse_bigquery_uri(self._location), method=self._bq_method,
+                create_tables=self._bq_create_tables)
         for name in (t.name for t in PIPELINE_TABLES if t.name in tables):
             (tables[name]
              | f"Write{name.title().replace('_', '')}" >> beam.ParDo(

@@ -22,9 +22,11 @@ connections from overlapping (DuckDB refuses to mix them on one file).
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -252,6 +254,16 @@ def _alert_row(cols: list[str], values: tuple) -> dict[str, Any]:
     return row
 
 
+_open_stores: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    # A daemon thread cancelled inside DuckDB at exit aborts the process.
+    for store in list(_open_stores):
+        store.close()
+
+
 class DuckDBReviewStore(ReviewStore):
     """The review store over a DuckDB file written by ``earlyrisk run``."""
 
@@ -268,12 +280,14 @@ class DuckDBReviewStore(ReviewStore):
         self._ro_guard = threading.Lock()
         self._last_use = 0.0
         self._idle_close_s = idle_close_s
-        threading.Thread(target=self._close_when_idle, name="duckdb-idle-close",
-                         daemon=True).start()
+        self._stop = threading.Event()
+        self._idle_thread = threading.Thread(
+            target=self._close_when_idle, name="duckdb-idle-close", daemon=True)
+        self._idle_thread.start()
+        _open_stores.add(self)
 
     def _close_when_idle(self) -> None:
-        while True:
-            time.sleep(min(0.5, self._idle_close_s))
+        while not self._stop.wait(min(0.5, self._idle_close_s)):
             if self._ro is not None and time.monotonic() - self._last_use > self._idle_close_s:
                 with self._lock.write():
                     if time.monotonic() - self._last_use > self._idle_close_s:
@@ -318,8 +332,14 @@ class DuckDBReviewStore(ReviewStore):
                 con.close()
 
     def close(self) -> None:
+        """Close the connection and stop the idle watcher (joined, so no
+        thread is left inside DuckDB when the interpreter exits)."""
+        self._stop.set()
+        if self._idle_thread is not threading.current_thread():
+            self._idle_thread.join()
         with self._lock.write():
             self._close_ro()
+        _open_stores.discard(self)
 
     def check(self) -> None:
         """Fail early (StoreError) if the file is not a pipeline store."""

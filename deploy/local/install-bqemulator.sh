@@ -1,24 +1,48 @@
 #!/usr/bin/env bash
-# bqemulator (BigQuery REST/gRPC over DuckDB) in its own virtualenv, for tests of
-# the BigQuery backends. It pins its own duckdb/sqlglot/grpcio, hence the venv.
-# Offline, its start hangs trying to download DuckDB's spatial and avro
-# extensions: they are copied from their PyPI wheels into DuckDB's extension dir.
-# Idempotent. Usage: VENV=.venv bash deploy/local/install-bqemulator.sh
+# Install the BigQuery emulator (PyPI `bqemulator`) into its own virtualenv.
+#
+# It pins its own sqlglot and grpcio-tools, so it cannot share the project's
+# venv. Offline, its start would hang ~75 s trying to download DuckDB's spatial
+# and avro extensions: we install them from their PyPI wheels into DuckDB's
+# extension directory instead; its UDFs need numpy, which it does not declare.
+# Idempotent: quick when already done.
+#
+#   bash deploy/local/install-bqemulator.sh          # -> .venv-bqemulator
+#   BQEMU_VENV=/path bash deploy/local/install-bqemulator.sh
 set -euo pipefail
-BQVENV="${BQVENV:-.venv-bqemulator}"
-PY="${PYTHON:-python3.11}"
-# numpy: bqemulator's built-in UDFs need it at start but do not declare it.
-if ! "$BQVENV/bin/python" -c "import bqemulator, numpy" 2>/dev/null; then
-    [ -x "$BQVENV/bin/python" ] || "$PY" -m venv "$BQVENV"
-    "$BQVENV/bin/pip" install --quiet bqemulator==1.4.0 duckdb==1.5.5 numpy==2.4.6 \
-        duckdb-extension-spatial==1.5.5 duckdb-extension-avro==1.5.5
+cd "$(dirname "$0")/../.."
+
+PYTHON=${PYTHON:-python3.11}
+BQEMU_VENV=${BQEMU_VENV:-.venv-bqemulator}
+BQEMU_VERSION=1.4.0
+DUCKDB_VERSION=1.5.5
+STAMP="$BQEMU_VENV/.installed-bqemulator-$BQEMU_VERSION-duckdb-$DUCKDB_VERSION-numpy"
+EXT_DIR="$HOME/.duckdb/extensions/v$DUCKDB_VERSION/linux_amd64"
+
+if [ -e "$STAMP" ] && [ -e "$EXT_DIR/spatial.duckdb_extension" ] \
+        && [ -e "$EXT_DIR/avro.duckdb_extension" ]; then
+    echo "bqemulator $BQEMU_VERSION already installed in $BQEMU_VENV"
+    exit 0
 fi
-DEST="${HOME}/.duckdb/extensions/v1.5.5/linux_amd64"
-mkdir -p "$DEST"
-SITE="$("$BQVENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-for ext in spatial avro; do
-    if [ ! -f "$DEST/$ext.duckdb_extension" ]; then
-        cp "$SITE/duckdb_extension_$ext/extensions/v1.5.5/$ext.duckdb_extension" "$DEST/"
-    fi
-done
-"$BQVENV/bin/bqemulator" --help >/dev/null
+
+[ -x "$BQEMU_VENV/bin/python" ] || "$PYTHON" -m venv "$BQEMU_VENV"
+"$BQEMU_VENV/bin/pip" install --quiet --upgrade pip
+"$BQEMU_VENV/bin/pip" install --quiet "bqemulator==$BQEMU_VERSION" "duckdb==$DUCKDB_VERSION" \
+    "duckdb-extension-spatial==$DUCKDB_VERSION" "duckdb-extension-avro==$DUCKDB_VERSION" \
+    "numpy==2.4.6"
+
+# Copy the extension binaries shipped in the wheels where DuckDB looks first.
+mkdir -p "$EXT_DIR"
+"$BQEMU_VENV/bin/python" - "$EXT_DIR" <<'PY'
+import pathlib, shutil, sys, sysconfig
+dest = pathlib.Path(sys.argv[1])
+site = pathlib.Path(sysconfig.get_paths()["purelib"])
+for name in ("spatial", "avro"):
+    found = sorted(site.rglob(f"{name}.duckdb_extension"))
+    if not found:
+        sys.exit(f"install-bqemulator: {name}.duckdb_extension not found in {site}")
+    shutil.copy2(found[0], dest / found[0].name)
+    print(f"installed {found[0].name} -> {dest}")
+PY
+touch "$STAMP"
+echo "bqemulator $BQEMU_VERSION installed in $BQEMU_VENV"
