@@ -387,7 +387,8 @@ def _forget_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--user", action="append", required=True,
                    help="Reddit user name or pseudonym (u_...); repeat for several")
     p.add_argument("--db", default="duckdb://earlyrisk.duckdb",
-                   help="store: duckdb://PATH or a path (default: duckdb://earlyrisk.duckdb)")
+                   help="store: duckdb://PATH, a path, or bigquery://PROJECT/DATASET "
+                        "(default: duckdb://earlyrisk.duckdb)")
     p.add_argument("--pseudonym-key-file", default=None,
                    help="key file, when $EARLYRISK_PSEUDONYM_KEY is unset (default: the "
                         "pipeline's default key file)")
@@ -400,8 +401,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from storage.retention import forget_command
 
     try:
-        return forget_command(args.user, _db_path(args.db), args.pseudonym_key_file,
-                              args.dry_run, _say)
+        db = args.db if args.db.startswith("bigquery://") else _db_path(args.db)
+        return forget_command(args.user, db, args.pseudonym_key_file, args.dry_run, _say)
     except (ValueError, FileNotFoundError) as e:
         raise UsageError(str(e).splitlines()[0]) from None
 
@@ -415,11 +416,8 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "evaluate": (_evaluate_parser, cmd_evaluate),
     "serve": (_serve_parser, cmd_serve),
     "crawl": (_crawl_parser, cmd_crawl),
-<<<<<<< HEAD
-    "forget": (_forget_parser, cmd_forget),
-=======
     "analytics": (_analytics_parser, cmd_analytics),
->>>>>>> main
+    "forget": (_forget_parser, cmd_forget),
 }
 
 

@@ -121,6 +121,54 @@ def forget(path: str | Path, ids: tuple[str, ...], dry_run: bool = False) -> For
     return ForgetReport(identifiers=ids, deleted=deleted)
 
 
+def forget_bigquery(uri: str, ids: tuple[str, ...], dry_run: bool = False) -> ForgetReport:
+    """The same deletions in a BigQuery dataset (``bigquery://PROJECT/DATASET``).
+
+    Identifiers are bound as an array query parameter, never spliced. Real
+    BigQuery refuses DML on rows still in the streaming buffer (up to ~90
+    minutes after a streaming insert): the command then fails with that error
+    and can simply be run again later.
+    """
+    from google.api_core.exceptions import NotFound
+    from google.cloud import bigquery
+
+    from storage.bigquery_store import client, parse_bigquery_uri
+
+    ref = parse_bigquery_uri(uri)
+    bq = client(ref.project)
+    present = {t.table_id for t in bq.list_tables(f"{ref.project}.{ref.dataset}")}
+
+    def query(sql: str, params: list) -> list:
+        config = bigquery.QueryJobConfig(query_parameters=params)
+        return list(bq.query(sql, job_config=config).result())
+
+    id_param = [bigquery.ArrayQueryParameter("ids", "STRING", list(ids))]
+    deleted: dict[str, int] = {}
+    for table in USER_TABLES:
+        if table not in present:
+            continue
+        name = f"`{ref.project}.{ref.dataset}.{table}`"
+        deleted[table] = query(f"SELECT COUNT(*) AS n FROM {name} "
+                               "WHERE user_id IN UNNEST(@ids)", id_param)[0]["n"]
+        if deleted[table] and not dry_run:
+            query(f"DELETE FROM {name} WHERE user_id IN UNNEST(@ids)", id_param)
+    if "dead_letters" in present:
+        name = f"`{ref.project}.{ref.dataset}.dead_letters`"
+        folded = [bigquery.ArrayQueryParameter("needles", "STRING",
+                                               [i.casefold() for i in ids])]
+        candidates = query(f"SELECT dead_letter_id, raw FROM {name} WHERE EXISTS "
+                           "(SELECT 1 FROM UNNEST(@needles) AS n "
+                           "WHERE STRPOS(LOWER(raw), n) > 0)", folded)
+        doomed = [r["dead_letter_id"] for r in candidates if _names_user(r["raw"], ids)]
+        deleted["dead_letters"] = len(doomed)
+        if doomed and not dry_run:
+            query(f"DELETE FROM {name} WHERE dead_letter_id IN UNNEST(@doomed)",
+                  [bigquery.ArrayQueryParameter("doomed", "STRING", doomed)])
+    if not present:
+        raise NotFound(f"no tables in {uri}")
+    return ForgetReport(identifiers=ids, deleted=deleted)
+
+
 def _rewrite(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Copy the live rows into a fresh file and swap it in (closes ``con``)."""
     fresh = path.with_name(path.name + ".forget-tmp")
@@ -162,7 +210,11 @@ def forget_command(users: list[str], db: str, key_file: str | None, dry_run: boo
     ids: list[str] = []
     for user in users:
         ids.extend(identifiers_for(user, pseudonymize))
-    report = forget(db, tuple(dict.fromkeys(ids)), dry_run=dry_run)
+    unique = tuple(dict.fromkeys(ids))
+    if db.startswith("bigquery://"):
+        report = forget_bigquery(db, unique, dry_run=dry_run)
+    else:
+        report = forget(db, unique, dry_run=dry_run)
     print(f"{'would delete' if dry_run else 'deleted'} from {db} "
           f"({len(report.identifiers)} identifier(s) matched)")
     print("\n".join(report.lines()))
