@@ -121,3 +121,40 @@ def test_forget_leaves_no_deleted_bytes_in_the_file(tmp_path):
 def test_forget_refuses_a_missing_store(tmp_path, capsys):
     assert main(["forget", "--user", "someone", "--db", str(tmp_path / "none.duckdb")]) == 2
     assert "no database" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_forget_in_bigquery(bq_emulator, monkeypatch, capsys):
+    import uuid
+
+    from models.records import DeadLetter, ScoreRecord
+    from storage import bigquery_store as bqs
+
+    monkeypatch.setenv("EARLYRISK_PSEUDONYM_KEY", KEY)
+    pseudo = Pseudonymizer(KEY.encode())
+    gone, stays = pseudo("LeavingUser"), pseudo("StayingUser")
+    ref = bqs.DatasetRef("demo-project", f"forget_{uuid.uuid4().hex[:8]}")
+    bqs.ensure_tables(ref)
+
+    def score(user: str, i: int) -> dict:
+        return to_row(ScoreRecord(user_id=user, submission_id=f"s{i}",
+                                  created_utc=1_546_300_800 + i, kind="post", subreddit="d",
+                                  p_text=0.1, p_user=0.2, writings_seen=i + 1,
+                                  model_version="m", source=""))
+
+    assert bqs.insert_rows(ref, "scores", [score(gone, 0), score(gone, 1), score(stays, 2)]) == []
+    assert bqs.insert_rows(ref, "writings", [_writing(gone, "s0", "hello"),
+                                             _writing(stays, "s2", "bye")]) == []
+    dead = [DeadLetter(dead_letter_id=f"d{i}", stage="parse", reason="invalid_json",
+                       detail="", source="", raw=raw, raw_bytes=len(raw),
+                       received_at=1_700_000_000.0)
+            for i, raw in enumerate([json.dumps({"author": gone, "id": "x"})[:-3],
+                                     json.dumps({"author": stays}), "{nothing"])]
+    assert bqs.insert_rows(ref, "dead_letters", [to_row(d) for d in dead]) == []
+
+    assert main(["forget", "--user", "leavinguser", "--db", ref.uri]) == 0
+    assert "identifier" in capsys.readouterr().out
+    assert [r["user_id"] for r in bqs.fetch_rows(ref, "scores")] == [stays]
+    assert [r["user_id"] for r in bqs.fetch_rows(ref, "writings")] == [stays]
+    assert sorted(r["dead_letter_id"] for r in bqs.fetch_rows(ref, "dead_letters")) == [
+        "d1", "d2"]
