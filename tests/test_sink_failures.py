@@ -164,3 +164,28 @@ def test_rows_the_store_rejects_become_dead_letters(tmp_path):
     details = sorted(d for *_, d in dead)
     assert details[0].startswith("scores: ") and "NOT NULL" in details[0]
     assert details[1].startswith("writings: ")
+
+
+def test_only_unavailability_is_retried():
+    from transforms.sinks import duckdb_transient
+
+    lock = duckdb.IOException('IO Error: Could not set lock on file "x.duckdb": Conflicting '
+                              "lock is held in python (PID 1)")
+    full = duckdb.IOException("IO Error: Could not write file: No space left on device")
+    assert duckdb_transient(lock) and duckdb_transient(full)
+    # A path that can never work fails at once instead of waiting out the budget.
+    never = duckdb.IOException('IO Error: Could not read from file "d": Is a directory')
+    assert not duckdb_transient(never)
+    assert not duckdb_transient(duckdb.ConstraintException("NOT NULL constraint failed"))
+
+
+def test_an_impossible_store_path_fails_without_retrying(tmp_path, caplog):
+    lines = _lines(5)
+    src = write_jsonl(tmp_path / "in.jsonl", lines)
+    not_a_db = tmp_path / "dir.duckdb"
+    not_a_db.mkdir()
+    with caplog.at_level(logging.WARNING, logger="transforms.sinks"), \
+            pytest.raises(Exception, match="Is a directory"):
+        run(["--input", f"file://{src}", "--output", f"duckdb://{not_a_db}",
+             "--raw-user-ids", "--sink-retry-seconds", "600"], show_progress=False)
+    assert not [r for r in caplog.records if "retrying in" in r.getMessage()]

@@ -79,15 +79,29 @@ def retry_with_backoff(action: Callable[[], T], is_transient: Callable[[BaseExce
             attempt += 1
 
 
-def duckdb_transient(e: BaseException) -> bool:
-    """Errors that say the store is unavailable, not that a row is bad.
+_TRANSIENT_IO = ("lock", "no space left", "input/output error", "resource temporarily",
+                 "device or resource busy", "disk quota", "interrupted")
 
-    DuckDB raises IOException for a file locked by another process and for
-    failed writes (disk full, I/O error); those may pass, so they are retried.
+
+def duckdb_transient(e: BaseException) -> bool:
+    """Errors that say the store is unavailable for now, not that it is wrong.
+
+    DuckDB raises IOException both for a file locked by another process or a
+    failed write (disk full, I/O error), which may pass and are retried, and
+    for a path that can never work (a directory, no permission), which fails
+    at once.
     """
+    import errno
+
     import duckdb
 
-    return isinstance(e, (duckdb.IOException, OSError))
+    if isinstance(e, OSError) and not isinstance(e, duckdb.Error):
+        return e.errno in (errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ENOSPC, errno.EDQUOT,
+                           errno.EINTR)
+    if isinstance(e, duckdb.IOException):
+        text = str(e).lower()
+        return any(t in text for t in _TRANSIENT_IO)
+    return False
 
 
 def parse_sink_uri(uri: str) -> tuple[str, str]:
