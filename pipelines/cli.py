@@ -194,7 +194,7 @@ def _sql_parser(sub) -> argparse.ArgumentParser:
         "sql",
         help="query the embedded DuckDB store",
         description="Run one SQL query (read-only) against the DuckDB store that "
-        "'earlyrisk run' wrote. Tables: scores, alerts, dead_letters.",
+        "'earlyrisk run' wrote. Tables: scores, alerts, dead_letters, writings, labels.",
     )
     p.add_argument("query", help="the SQL query")
     p.add_argument("--db", default="duckdb://earlyrisk.duckdb",

@@ -40,8 +40,9 @@ class ScreeningOptions(PipelineOptions):
     def _add_argparse_args(cls, parser) -> None:
         parser.add_argument(
             "--input", default=DEFAULT_INPUT,
-            help="source URI: file://PATH.jsonl[.gz] (default: the bundled simulated test "
-                 "stream)")
+            help="source URI: file://PATH.jsonl[.gz], kafka://HOST:PORT/TOPIC, "
+                 "pubsub://projects/P/subscriptions/S or pubsub://projects/P/topics/T "
+                 "(default: the bundled simulated test stream); see docs/SOURCES.md")
         parser.add_argument(
             "--output", default=DEFAULT_OUTPUT,
             help="sink URI: duckdb://PATH or bigquery://PROJECT/DATASET "
@@ -111,6 +112,23 @@ class ScreeningOptions(PipelineOptions):
             "--pseudonym_key_file", "--pseudonym-key-file", default=None,
             help=f"file holding the pseudonymisation key, used when ${KEY_ENV} is unset "
                  f"(default: {default_key_file()}, created on first use)")
+        parser.add_argument(
+            "--until_caught_up", "--until-caught-up", action="store_true", default=False,
+            help="kafka:// only: read up to the offsets current at start, then finish and "
+                 "commit them (a backfill; needed on the DirectRunner)")
+        parser.add_argument(
+            "--kafka_group", "--kafka-group", default="earlyrisk",
+            help="kafka:// only: consumer group whose offsets are read and committed "
+                 "(default earlyrisk)")
+        parser.add_argument(
+            "--kafka_start", "--kafka-start", default="committed",
+            choices=("earliest", "latest", "committed"),
+            help="kafka:// only: where to start: the group's committed offsets (falling back "
+                 "to earliest), earliest or latest (default committed)")
+        parser.add_argument(
+            "--kafka_use_xlang", "--kafka-use-xlang", action="store_true", default=False,
+            help="kafka:// only: use Beam's cross-language (Java) ReadFromKafka; needs a "
+                 "Java expansion service, which cannot be downloaded offline")
 
 
 def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
@@ -139,6 +157,36 @@ def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
     if len(path.read_bytes().strip()) < 16:
         raise OptionsError(f"pseudonymisation key in {path} is shorter than 16 bytes")
     return KeySource(env_var=KEY_ENV, key_file=str(path))
+
+
+def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
+    """Combinations of Kafka/Pub/Sub options and runner that cannot work."""
+    kafka_flags = opts.until_caught_up or opts.kafka_use_xlang \
+        or opts.kafka_group != "earlyrisk" or opts.kafka_start != "committed"
+    if scheme != "kafka" and kafka_flags:
+        raise OptionsError("--until-caught-up and --kafka-* options need a kafka:// input")
+    if scheme != "kafka":
+        return
+    if not opts.kafka_group:
+        raise OptionsError("--kafka-group must not be empty")
+    from pipelines.runners import waits_for_completion
+
+    if opts.kafka_use_xlang and opts.until_caught_up:
+        raise OptionsError("--until-caught-up is not available with --kafka-use-xlang")
+    # In-process runners (direct, portable embed) run an unbounded read's
+    # stage forever without handing its output on.
+    if not opts.until_caught_up and not opts.kafka_use_xlang and waits_for_completion(opts):
+        raise OptionsError("an unbounded Kafka read needs a streaming runner (Flink, Dataflow); "
+                           "on the DirectRunner add --until-caught-up")
+    if opts.until_caught_up and not waits_for_completion(opts):
+        raise OptionsError("--until-caught-up commits offsets when the run has finished, so it "
+                           "needs an in-process runner (direct, portable embed)")
+    from transforms.kafka_io import KafkaError, check_topic, parse_kafka_uri
+
+    try:
+        check_topic(*parse_kafka_uri(opts.input))
+    except KafkaError as e:
+        raise OptionsError(f"--input: {e}") from None
 
 
 def make_screening_policy(opts: ScreeningOptions):
@@ -206,6 +254,7 @@ def validate(opts: ScreeningOptions) -> None:
                 and not Path(location).exists():
             raise OptionsError(f"--input: {location} does not exist")
         sink_scheme, _ = parse_sink_uri(opts.output)
+        _validate_live_source(opts, scheme)
     except (SourceURIError, SinkURIError) as e:
         raise OptionsError(str(e)) from None
     if sink_scheme != "bigquery" and (opts.bq_create_tables or opts.bq_method != "streaming"):

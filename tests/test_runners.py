@@ -52,7 +52,8 @@ def table_rows(db) -> dict[str, list]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         return {
-            "scores": con.execute("select * from scores order by all").fetchall(),
+            "scores": con.execute("select * exclude (processed_at) from scores "
+                                  "order by all").fetchall(),
             "alerts": con.execute("select * from alerts order by all").fetchall(),
             "writings": con.execute("select * from writings order by all").fetchall(),
             "dead_letters": con.execute("select * exclude (received_at) from dead_letters "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 
 import apache_beam as beam
@@ -147,6 +148,7 @@ class _ScoreUserDoFn(beam.DoFn):
             writings_seen=scored.writings_seen,
             model_version=scorer.version,
             source=sub.source,
+            processed_at=time.time(),
         )
         if self._store_text:
             yield beam.pvalue.TaggedOutput(
