@@ -19,6 +19,7 @@ from models.scorer import DEFAULT_DEDUPE_WINDOW
 from models.wire import ParseLimits
 from transforms.parse import KeySource
 from transforms.scoring import DEFAULT_STATE_TTL_S
+from transforms.sinks import DEFAULT_RETRY_BUDGET_S
 
 DEFAULT_INPUT = f"file://{SIMULATED_DIR / 'test.jsonl.gz'}"
 DEFAULT_OUTPUT = "duckdb://earlyrisk.duckdb"
@@ -84,6 +85,17 @@ class ScreeningOptions(PipelineOptions):
             "--max_message_bytes", "--max-message-bytes", type=int,
             default=ParseLimits.max_message_bytes,
             help="larger messages are dead-lettered as too_large (default 1,000,000)")
+        parser.add_argument(
+            "--max_future_skew_hours", "--max-future-skew-hours", type=float,
+            default=ParseLimits.max_future_skew_s / 3600,
+            help="writings dated further than this into the future are dead-lettered as "
+                 "timestamp_out_of_range, as are those before Reddit existed (default 24)")
+        parser.add_argument(
+            "--sink_retry_seconds", "--sink-retry-seconds", type=float,
+            default=DEFAULT_RETRY_BUDGET_S,
+            help="how long a sink keeps retrying, with backoff, while its store is "
+                 "unavailable (locked, write failing) before it fails the bundle "
+                 f"(default {DEFAULT_RETRY_BUDGET_S:g})")
         parser.add_argument(
             "--no_store_text", "--no-store-text", action="store_true", default=False,
             help="do not keep the text of writings (table 'writings'); expert review then "
@@ -233,6 +245,10 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError("--dedupe-window must be at least 1")
     if opts.max_message_bytes < 1024:
         raise OptionsError("--max-message-bytes must be at least 1024")
+    if opts.max_future_skew_hours < 0:
+        raise OptionsError("--max-future-skew-hours must not be negative")
+    if opts.sink_retry_seconds < 0:
+        raise OptionsError("--sink-retry-seconds must not be negative")
     try:
         scheme, location = parse_source_uri(opts.input)
         if scheme == "file" and not any(ch in location for ch in "*?[") \

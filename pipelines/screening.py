@@ -52,7 +52,8 @@ def build(p: beam.Pipeline, opts: ScreeningOptions,
         after_success.append(source.after_success)
     raw = p | "Read" >> source
     parsed = raw | "Parse" >> ParseSubmissions(
-        key_source(opts), ParseLimits(max_message_bytes=opts.max_message_bytes)
+        key_source(opts), ParseLimits(max_message_bytes=opts.max_message_bytes,
+                                        max_future_skew_s=opts.max_future_skew_hours * 3600)
     )
     scored = parsed[SUBMISSIONS] | "Score" >> ScoreUsers(
         model_dir=opts.model,
@@ -66,7 +67,8 @@ def build(p: beam.Pipeline, opts: ScreeningOptions,
     if not opts.no_store_text:
         results[WRITINGS] = scored[WRITINGS]
     results | "Write" >> WriteResults(opts.output, bq_method=opts.bq_method,
-                                      bq_create_tables=opts.bq_create_tables)
+                                      bq_create_tables=opts.bq_create_tables,
+                                      retry_budget_s=opts.sink_retry_seconds)
     return results
 
 
