@@ -57,6 +57,7 @@ class ScoreRecord:
     writings_seen: int
     model_version: str
     source: str
+    processed_at: float | None = None  # processing time (None in hand-built records)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,8 @@ SCORES = Table(
         ("writings_seen", "INT64", "k: writings of this user scored so far, this one included"),
         ("model_version", "STRING", "model name and content hash"),
         ("source", "STRING", "where the message came from (file/kafka/pubsub position)"),
-    ),
+    ) + (Column("processed_at", "TIMESTAMP", "processing time: when the pipeline scored it",
+                nullable=True),),
 )
 
 ALERTS = Table(

@@ -95,10 +95,11 @@ def parse_created_utc(value: Any, field: str = "created_utc") -> float:
     if isinstance(value, bool):
         raise ParseError("wrong_type", f"{field} is a boolean")
     if isinstance(value, (int, float)):
-        ts = float(value)
-        if not math.isfinite(ts):
-            raise ParseError("invalid_value", f"{field} is not finite")
-        return ts
+        try:
+            ts = float(value)
+        except OverflowError:  # an integer with hundreds of digits
+            raise ParseError("timestamp_out_of_range", f"{field} is too large") from None
+        return _finite(ts, field)
     if isinstance(value, str):
         text = value.strip()
         if text.endswith(("Z", "z")):
@@ -107,15 +108,33 @@ def parse_created_utc(value: Any, field: str = "created_utc") -> float:
             dt = datetime.fromisoformat(text)
         except ValueError:
             try:
-                return float(text)
+                return _finite(float(text), field)
             except ValueError:
                 raise ParseError(
                     "invalid_value", f"{field} is neither epoch seconds nor ISO 8601"
                 ) from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=UTC)
-        return dt.timestamp()
+        try:
+            return dt.timestamp()
+        except (OverflowError, ValueError):  # year 1 minus an offset, and such
+            raise ParseError("timestamp_out_of_range", f"{field} is out of range") from None
     raise ParseError("wrong_type", f"{field} must be a number or a string")
+
+
+def _finite(ts: float, field: str) -> float:
+    # NaN compares false with every bound, so it must be caught before the range check.
+    if not math.isfinite(ts):
+        raise ParseError("invalid_value", f"{field} is not finite")
+    return ts
+
+
+def _has_lone_surrogate(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _string(obj: dict, field: str, *, required: bool, max_chars: int | None = None) -> str:
@@ -126,7 +145,11 @@ def _string(obj: dict, field: str, *, required: bool, max_chars: int | None = No
     value = obj[field]
     if not isinstance(value, str):
         raise ParseError("wrong_type", f"'{field}' must be a string, got {type(value).__name__}")
-    if "\x00" in value:
+    if _has_lone_surrogate(value):
+        # Valid JSON ("\ud800") but not Unicode text: no store or sink can encode it.
+        raise ParseError("invalid_utf8", f"'{field}' holds a lone UTF-16 surrogate")
+    if "\x00" in value and max_chars is None:
+        # NUL bytes in text break C-string consumers downstream; they carry no meaning.
         value = value.replace("\x00", "")
     if max_chars is not None:
         if not value.strip():

@@ -195,7 +195,7 @@ def _sql_parser(sub) -> argparse.ArgumentParser:
         "sql",
         help="query the embedded DuckDB store",
         description="Run one SQL query (read-only) against the DuckDB store that "
-        "'earlyrisk run' wrote. Tables: scores, alerts, dead_letters.",
+        "'earlyrisk run' wrote. Tables: scores, alerts, dead_letters, writings, labels.",
     )
     p.add_argument("query", help="the SQL query")
     p.add_argument("--db", default="duckdb://earlyrisk.duckdb",
@@ -413,6 +413,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- forget ----------------------------------------------------------------------
+def _forget_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "forget",
+        help="delete everything stored about a user (retention, erasure requests)",
+        description="Delete a user's rows from every table of the store (scores, alerts, "
+        "writings, labels, and dead letters that name them), then rewrite the file so no "
+        "trace remains in it. Give the Reddit name (its pseudonym is computed with the "
+        "pipeline's key: $EARLYRISK_PSEUDONYM_KEY or the key file) or the pseudonym. "
+        "Pipeline state and broker retention are separate: see docs/RELIABILITY.md.",
+    )
+    p.add_argument("--user", action="append", required=True,
+                   help="Reddit user name or pseudonym (u_...); repeat for several")
+    p.add_argument("--db", default="duckdb://earlyrisk.duckdb",
+                   help="store: duckdb://PATH, a path, or bigquery://PROJECT/DATASET "
+                        "(default: duckdb://earlyrisk.duckdb)")
+    p.add_argument("--pseudonym-key-file", default=None,
+                   help="key file, when $EARLYRISK_PSEUDONYM_KEY is unset (default: the "
+                        "pipeline's default key file)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="count what would be deleted, delete nothing")
+    return p
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from storage.retention import forget_command
+
+    try:
+        db = args.db if args.db.startswith("bigquery://") else _db_path(args.db)
+        return forget_command(args.user, db, args.pseudonym_key_file, args.dry_run, _say)
+    except (ValueError, FileNotFoundError) as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+
+
 # -- main ------------------------------------------------------------------------
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": (_run_parser, cmd_run),
@@ -424,6 +458,7 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "crawl": (_crawl_parser, cmd_crawl),
     "bench": (_bench_parser, cmd_bench),
     "analytics": (_analytics_parser, cmd_analytics),
+    "forget": (_forget_parser, cmd_forget),
 }
 
 

@@ -19,6 +19,7 @@ from models.scorer import DEFAULT_DEDUPE_WINDOW
 from models.wire import ParseLimits
 from transforms.parse import KeySource
 from transforms.scoring import DEFAULT_STATE_TTL_S
+from transforms.sinks import DEFAULT_RETRY_BUDGET_S
 
 DEFAULT_INPUT = f"file://{SIMULATED_DIR / 'test.jsonl.gz'}"
 DEFAULT_OUTPUT = "duckdb://earlyrisk.duckdb"
@@ -39,8 +40,9 @@ class ScreeningOptions(PipelineOptions):
     def _add_argparse_args(cls, parser) -> None:
         parser.add_argument(
             "--input", default=DEFAULT_INPUT,
-            help="source URI: file://PATH.jsonl[.gz] (default: the bundled simulated test "
-                 "stream)")
+            help="source URI: file://PATH.jsonl[.gz], kafka://HOST:PORT/TOPIC, "
+                 "pubsub://projects/P/subscriptions/S or pubsub://projects/P/topics/T "
+                 "(default: the bundled simulated test stream); see docs/SOURCES.md")
         parser.add_argument(
             "--output", default=DEFAULT_OUTPUT,
             help="sink URI: duckdb://PATH or bigquery://PROJECT/DATASET "
@@ -84,6 +86,17 @@ class ScreeningOptions(PipelineOptions):
             default=ParseLimits.max_message_bytes,
             help="larger messages are dead-lettered as too_large (default 1,000,000)")
         parser.add_argument(
+            "--max_future_skew_hours", "--max-future-skew-hours", type=float,
+            default=ParseLimits.max_future_skew_s / 3600,
+            help="writings dated further than this into the future are dead-lettered as "
+                 "timestamp_out_of_range, as are those before Reddit existed (default 24)")
+        parser.add_argument(
+            "--sink_retry_seconds", "--sink-retry-seconds", type=float,
+            default=DEFAULT_RETRY_BUDGET_S,
+            help="how long a sink keeps retrying, with backoff, while its store is "
+                 "unavailable (locked, write failing) before it fails the bundle "
+                 f"(default {DEFAULT_RETRY_BUDGET_S:g})")
+        parser.add_argument(
             "--no_store_text", "--no-store-text", action="store_true", default=False,
             help="do not keep the text of writings (table 'writings'); expert review then "
                  "sees probabilities only")
@@ -99,6 +112,23 @@ class ScreeningOptions(PipelineOptions):
             "--pseudonym_key_file", "--pseudonym-key-file", default=None,
             help=f"file holding the pseudonymisation key, used when ${KEY_ENV} is unset "
                  f"(default: {default_key_file()}, created on first use)")
+        parser.add_argument(
+            "--until_caught_up", "--until-caught-up", action="store_true", default=False,
+            help="kafka:// only: read up to the offsets current at start, then finish and "
+                 "commit them (a backfill; needed on the DirectRunner)")
+        parser.add_argument(
+            "--kafka_group", "--kafka-group", default="earlyrisk",
+            help="kafka:// only: consumer group whose offsets are read and committed "
+                 "(default earlyrisk)")
+        parser.add_argument(
+            "--kafka_start", "--kafka-start", default="committed",
+            choices=("earliest", "latest", "committed"),
+            help="kafka:// only: where to start: the group's committed offsets (falling back "
+                 "to earliest), earliest or latest (default committed)")
+        parser.add_argument(
+            "--kafka_use_xlang", "--kafka-use-xlang", action="store_true", default=False,
+            help="kafka:// only: use Beam's cross-language (Java) ReadFromKafka; needs a "
+                 "Java expansion service, which cannot be downloaded offline")
 
 
 def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
@@ -129,6 +159,36 @@ def key_source(opts: ScreeningOptions, create: bool = True) -> KeySource:
     return KeySource(env_var=KEY_ENV, key_file=str(path))
 
 
+def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
+    """Combinations of Kafka/Pub/Sub options and runner that cannot work."""
+    kafka_flags = opts.until_caught_up or opts.kafka_use_xlang \
+        or opts.kafka_group != "earlyrisk" or opts.kafka_start != "committed"
+    if scheme != "kafka" and kafka_flags:
+        raise OptionsError("--until-caught-up and --kafka-* options need a kafka:// input")
+    if scheme != "kafka":
+        return
+    if not opts.kafka_group:
+        raise OptionsError("--kafka-group must not be empty")
+    from pipelines.runners import waits_for_completion
+
+    if opts.kafka_use_xlang and opts.until_caught_up:
+        raise OptionsError("--until-caught-up is not available with --kafka-use-xlang")
+    # In-process runners (direct, portable embed) run an unbounded read's
+    # stage forever without handing its output on.
+    if not opts.until_caught_up and not opts.kafka_use_xlang and waits_for_completion(opts):
+        raise OptionsError("an unbounded Kafka read needs a streaming runner (Flink, Dataflow); "
+                           "on the DirectRunner add --until-caught-up")
+    if opts.until_caught_up and not waits_for_completion(opts):
+        raise OptionsError("--until-caught-up commits offsets when the run has finished, so it "
+                           "needs an in-process runner (direct, portable embed)")
+    from transforms.kafka_io import KafkaError, check_topic, parse_kafka_uri
+
+    try:
+        check_topic(*parse_kafka_uri(opts.input))
+    except KafkaError as e:
+        raise OptionsError(f"--input: {e}") from None
+
+
 def make_screening_policy(opts: ScreeningOptions):
     """The decision policy named by --policy (incremental takes --threshold)."""
     from models.policy import make_policy
@@ -143,7 +203,7 @@ def make_screening_policy(opts: ScreeningOptions):
 
 
 def _validate_bigquery(opts: ScreeningOptions) -> None:
-    from apache_beam.options.pipeline_options import GoogleCloudOptions
+    from apache_beam.options.pipeline_options import GoogleCloudOptions, TestOptions
 
     from storage.bigquery_store import emulator_host
 
@@ -154,7 +214,8 @@ def _validate_bigquery(opts: ScreeningOptions) -> None:
         temp = opts.view_as(GoogleCloudOptions).temp_location or ""
         if not temp.startswith("gs://"):
             raise OptionsError("--bq-method file_loads needs --temp_location gs://BUCKET/PATH")
-    if not emulator_host():
+
+    if not emulator_host() and not opts.view_as(TestOptions).dry_run:
         import google.auth
         from google.auth.exceptions import DefaultCredentialsError
 
@@ -184,12 +245,17 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError("--dedupe-window must be at least 1")
     if opts.max_message_bytes < 1024:
         raise OptionsError("--max-message-bytes must be at least 1024")
+    if opts.max_future_skew_hours < 0:
+        raise OptionsError("--max-future-skew-hours must not be negative")
+    if opts.sink_retry_seconds < 0:
+        raise OptionsError("--sink-retry-seconds must not be negative")
     try:
         scheme, location = parse_source_uri(opts.input)
         if scheme == "file" and not any(ch in location for ch in "*?[") \
                 and not Path(location).exists():
             raise OptionsError(f"--input: {location} does not exist")
         sink_scheme, _ = parse_sink_uri(opts.output)
+        _validate_live_source(opts, scheme)
     except (SourceURIError, SinkURIError) as e:
         raise OptionsError(str(e)) from None
     if sink_scheme != "bigquery" and (opts.bq_create_tables or opts.bq_method != "streaming"):

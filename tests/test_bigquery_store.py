@@ -50,7 +50,8 @@ def test_partition_and_cluster_columns_exist(name):
     assert set(bqs.CLUSTER_COLUMNS[name]) <= set(types)
     fields = bqs.table_schema(TABLES[name])
     assert [f["name"] for f in fields] == list(types)
-    assert all(f["mode"] == "REQUIRED" for f in fields)
+    assert all(f["mode"] == ("NULLABLE" if c.nullable else "REQUIRED")
+               for f, c in zip(fields, TABLES[name].columns))
 
 
 @pytest.mark.parametrize("uri", ["bigquery://demo-project/earlyrisk",

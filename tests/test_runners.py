@@ -52,7 +52,8 @@ def table_rows(db) -> dict[str, list]:
     con = duckdb.connect(str(db), read_only=True)
     try:
         return {
-            "scores": con.execute("select * from scores order by all").fetchall(),
+            "scores": con.execute("select * exclude (processed_at) from scores "
+                                  "order by all").fetchall(),
             "alerts": con.execute("select * from alerts order by all").fetchall(),
             "writings": con.execute("select * from writings order by all").fetchall(),
             "dead_letters": con.execute("select * exclude (received_at) from dead_letters "
@@ -77,10 +78,13 @@ def test_portable_runner_gives_the_same_rows_as_direct(tmp_path):
 
 
 @pytest.mark.slow
-def test_dataflow_dry_run_translates(capsys):
+def test_dataflow_dry_run_translates_the_streaming_pipeline(capsys, monkeypatch):
+    # The production shape: Pub/Sub in, BigQuery out, streaming; translated, not submitted.
+    monkeypatch.delenv("BIGQUERY_EMULATOR_HOST", raising=False)
     code = main(["run", "--runner", "dataflow", "--dry_run=True", "--project", "demo-project",
                  "--region", "europe-west1", "--temp_location", "gs://demo-bucket/tmp",
-                 "--no-progress"])
+                 "--streaming", "--input", "pubsub://projects/demo-project/subscriptions/s",
+                 "--output", "bigquery://demo-project/earlyrisk", "--no-progress"])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "translated (dry run, not submitted)" in out

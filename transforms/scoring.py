@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,6 +177,7 @@ class _ScoreUserDoFn(beam.DoFn):
             writings_seen=scored.writings_seen,
             model_version=scorer.version,
             source=sub.source,
+            processed_at=time.time(),
         )
         if self._store_text:
             yield beam.pvalue.TaggedOutput(

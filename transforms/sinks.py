@@ -6,12 +6,27 @@ Schemes: ``duckdb://PATH`` (the embedded store; ``duckdb:///abs/path`` or
 
 Writes are batched per bundle and idempotent (primary keys, insert-or-ignore),
 so a bundle that a runner retries leaves exactly one row per record.
+
+Failures are of two kinds, and neither drops a record:
+
+* the store is unavailable (the file is locked by another process, a disk
+  write fails): the write is retried with exponential backoff for up to
+  ``retry_budget_s``; then the DoFn raises, which fails the bundle, and the
+  runner retries it or stops the job with the error (nothing was
+  acknowledged for that bundle, so nothing is lost);
+* the store rejects a row (a constraint or a value it cannot hold): the batch
+  is retried row by row, and each rejected row goes to ``dead_letters`` with
+  stage ``sink``, reason ``rejected`` and the error, instead of its table.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import apache_beam as beam
@@ -19,9 +34,74 @@ from apache_beam.metrics import Metrics
 
 from models.records import PIPELINE_TABLES, to_row
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DEFAULT_RETRY_BUDGET_S = 300.0
+REJECTED = "rejected"
+
 
 class SinkURIError(ValueError):
     pass
+
+
+class SinkUnavailableError(RuntimeError):
+    """The store stayed unavailable for the whole retry budget."""
+
+
+def retry_with_backoff(action: Callable[[], T], is_transient: Callable[[BaseException], bool],
+                       budget_s: float, what: str, first_delay_s: float = 0.2,
+                       max_delay_s: float = 10.0,
+                       sleep: Callable[[float], None] = time.sleep) -> T:
+    """``action()``, retried on transient errors with doubling delays.
+
+    Gives up with :class:`SinkUnavailableError` once ``budget_s`` has passed;
+    any other error is raised at once.
+    """
+    start = time.monotonic()
+    delay = first_delay_s
+    attempt = 1
+    while True:
+        try:
+            return action()
+        except Exception as e:
+            if not is_transient(e):
+                raise
+            waited = time.monotonic() - start
+            if waited + delay > budget_s:
+                raise SinkUnavailableError(
+                    f"{what}: still failing after {attempt} attempts over {waited:.1f} s: "
+                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+            log.warning("%s failed (attempt %d, retrying in %.1f s): %s", what, attempt,
+                        delay, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+            attempt += 1
+
+
+_TRANSIENT_IO = ("lock", "no space left", "input/output error", "resource temporarily",
+                 "device or resource busy", "disk quota", "interrupted")
+
+
+def duckdb_transient(e: BaseException) -> bool:
+    """Errors that say the store is unavailable for now, not that it is wrong.
+
+    DuckDB raises IOException both for a file locked by another process or a
+    failed write (disk full, I/O error), which may pass and are retried, and
+    for a path that can never work (a directory, no permission), which fails
+    at once.
+    """
+    import errno
+
+    import duckdb
+
+    if isinstance(e, OSError) and not isinstance(e, duckdb.Error):
+        return e.errno in (errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ENOSPC, errno.EDQUOT,
+                           errno.EINTR)
+    if isinstance(e, duckdb.IOException):
+        text = str(e).lower()
+        return any(t in text for t in _TRANSIENT_IO)
+    return False
 
 
 def parse_sink_uri(uri: str) -> tuple[str, str]:
@@ -46,17 +126,35 @@ def parse_sink_uri(uri: str) -> tuple[str, str]:
 class _DuckDBWriteFn(beam.DoFn):
     """Buffers rows and inserts them in batches; flushes at bundle end."""
 
-    def __init__(self, path: str, table: str, batch_size: int = 10_000) -> None:
+    def __init__(self, path: str, table: str, batch_size: int = 10_000,
+                 retry_budget_s: float = DEFAULT_RETRY_BUDGET_S) -> None:
         self._path = path
         self._table = table
         self._batch_size = batch_size
+        self._budget = retry_budget_s
         self._rows: list[dict[str, Any]] = []
         self._written = Metrics.counter("earlyrisk", f"written.{table}")
+        self._rejected = Metrics.counter("earlyrisk", "sink_rejected")
+        self._retries = Metrics.counter("earlyrisk", "sink_retries")
 
     def setup(self) -> None:
         from storage.duckdb_store import shared_connection
 
-        self._con = shared_connection(self._path)
+        # Another process (the review app, a backup, `earlyrisk sql`) may hold
+        # the file's lock for a while: wait for it rather than fail at once.
+        self._con = self._retry(lambda: shared_connection(self._path),
+                                f"opening DuckDB store {self._path}")
+
+    def _retry(self, action: Callable[[], T], what: str) -> T:
+        def counted() -> T:
+            try:
+                return action()
+            except Exception as e:
+                if duckdb_transient(e):
+                    self._retries.inc()
+                raise
+
+        return retry_with_backoff(counted, duckdb_transient, self._budget, what)
 
     def start_bundle(self) -> None:
         self._rows = []
@@ -72,9 +170,38 @@ class _DuckDBWriteFn(beam.DoFn):
     def _flush(self) -> None:
         from storage.duckdb_store import insert_rows
 
-        if self._rows:
-            self._written.inc(insert_rows(self._con, self._table, self._rows))
-            self._rows = []
+        if not self._rows:
+            return
+        rows, what = self._rows, f"writing {self._table} to {self._path}"
+        try:
+            self._written.inc(self._retry(lambda: insert_rows(self._con, self._table, rows),
+                                          what))
+        except SinkUnavailableError:
+            raise
+        except Exception as batch_error:
+            if self._table == "dead_letters":
+                raise  # nowhere left to put them: fail the bundle, never drop
+            log.warning("%s: batch rejected (%s); retrying row by row", what, batch_error)
+            for row in rows:
+                try:
+                    self._written.inc(self._retry(
+                        lambda r=row: insert_rows(self._con, self._table, [r]), what))
+                except SinkUnavailableError:
+                    raise
+                except Exception as e:
+                    self._reject(row, e)
+        self._rows = []
+
+    def _reject(self, row: dict[str, Any], error: Exception) -> None:
+        from storage.duckdb_store import insert_rows
+        from transforms.parse import dead_letter
+
+        self._rejected.inc()
+        payload = json.dumps(row, ensure_ascii=False, default=str)
+        detail = f"{self._table}: {type(error).__name__}: {str(error).splitlines()[0]}"
+        dl = dead_letter("sink", REJECTED, detail, str(row.get("source") or ""), payload)
+        self._retry(lambda: insert_rows(self._con, "dead_letters", [to_row(dl)]),
+                    f"writing a rejected {self._table} row to dead_letters")
 
     def teardown(self) -> None:
         from storage.duckdb_store import release_connection
@@ -86,11 +213,13 @@ class WriteResults(beam.PTransform):
     """{table name: PCollection of its records} -> the store at ``uri``."""
 
     def __init__(self, uri: str, bq_method: str = "streaming",
-                 bq_create_tables: bool = False) -> None:
+                 bq_create_tables: bool = False,
+                 retry_budget_s: float = DEFAULT_RETRY_BUDGET_S) -> None:
         super().__init__()
         self._scheme, self._location = parse_sink_uri(uri)
         self._bq_method = bq_method
         self._bq_create_tables = bq_create_tables
+        self._retry_budget_s = retry_budget_s
 
     @property
     def location(self) -> str:
@@ -110,5 +239,6 @@ class WriteResults(beam.PTransform):
         for name in (t.name for t in PIPELINE_TABLES if t.name in tables):
             (tables[name]
              | f"Write{name.title().replace('_', '')}" >> beam.ParDo(
-                 _DuckDBWriteFn(str(Path(self._location)), name)))
+                 _DuckDBWriteFn(str(Path(self._location)), name,
+                                retry_budget_s=self._retry_budget_s)))
         return beam.pvalue.PDone(next(iter(tables.values())).pipeline)

@@ -3,11 +3,23 @@
 Every source yields :class:`RawMessage` (a payload and its position), so the
 parser and the dead-letter table do not care where a message came from.
 
-Schemes: ``file://PATH`` (JSONL, optionally ``.gz``; a bare path works too).
+Schemes:
+
+* ``file://PATH`` (JSONL, optionally ``.gz``; a bare path works too);
+* ``kafka://HOST:PORT/TOPIC`` (see :mod:`transforms.kafka_io`); source
+  positions read ``kafka:TOPIC:PARTITION:OFFSET``;
+* ``pubsub://projects/P/subscriptions/S`` or ``pubsub://projects/P/topics/T``
+  (Beam's ReadFromPubSub, streaming only; reading a topic creates a temporary
+  subscription); source positions read ``pubsub:MESSAGE_ID``.
+
+Event time is set later, by the parse stage, from each submission's
+``created_utc``: the source's own timestamps (Kafka record time, Pub/Sub
+publish time) only drive the source's watermark.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from typing import NamedTuple
 from urllib.parse import urlparse
@@ -17,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
 from pipelines import progress
+from transforms import beam_tuning
 
 
 class RawMessage(NamedTuple):
@@ -30,6 +43,29 @@ class SourceURIError(ValueError):
     pass
 
 
+SCHEMES = ("file", "kafka", "pubsub")
+_PUBSUB_KINDS = ("subscriptions", "topics")
+
+
+def parse_pubsub_path(uri: str) -> tuple[str, str]:
+    """``pubsub://projects/P/subscriptions/S`` -> ("subscription", "projects/P/subscriptions/S")."""
+    parsed = urlparse(uri)
+    path = (parsed.netloc + parsed.path).strip("/")
+    parts = path.split("/")
+    if len(parts) != 4 or parts[0] != "projects" or parts[2] not in _PUBSUB_KINDS \
+            or not parts[1] or not parts[3]:
+        raise SourceURIError(f"{uri!r}: expected pubsub://projects/P/subscriptions/S "
+                             "or pubsub://projects/P/topics/T")
+    from apache_beam.io.gcp import pubsub
+
+    check = pubsub.parse_subscription if parts[2] == "subscriptions" else pubsub.parse_topic
+    try:
+        check(path)  # Beam's own name rules (project ids are 6-30 characters, ...)
+    except ValueError as e:
+        raise SourceURIError(f"{uri!r}: {e}") from None
+    return parts[2][:-1], path
+
+
 def parse_source_uri(uri: str) -> tuple[str, str]:
     """(scheme, location) of a source URI; a bare path means ``file``."""
     parsed = urlparse(uri)
@@ -40,7 +76,15 @@ def parse_source_uri(uri: str) -> tuple[str, str]:
         if not path:
             raise SourceURIError(f"{uri!r}: no path")
         return "file", path
-    raise SourceURIError(f"{uri!r}: unsupported source scheme {parsed.scheme!r} (supported: file://)")
+    if parsed.scheme == "kafka":
+        from transforms.kafka_io import parse_kafka_uri
+
+        bootstrap, topic = parse_kafka_uri(uri)
+        return "kafka", f"{bootstrap}/{topic}"
+    if parsed.scheme == "pubsub":
+        return "pubsub", parse_pubsub_path(uri)[1]
+    raise SourceURIError(f"{uri!r}: unsupported source scheme {parsed.scheme!r} "
+                         "(supported: file://, kafka://, pubsub://)")
 
 
 class _ReadLinesFn(beam.DoFn):
@@ -90,12 +134,85 @@ class ReadJsonLines(beam.PTransform):
         )
 
 
-class ReadSubmissions(beam.PTransform):
-    """Raw messages from the source named by ``uri``."""
+class ReadFromPubSubSource(beam.PTransform):
+    """Pub/Sub messages (streaming only) as raw messages keyed by message id."""
 
     def __init__(self, uri: str) -> None:
         super().__init__()
-        self._scheme, self._location = parse_source_uri(uri)
+        self._kind, self._path = parse_pubsub_path(uri)
 
     def expand(self, pbegin):
+        from apache_beam.io.gcp.pubsub import ReadFromPubSub
+
+        kwargs = {self._kind: self._path}
+        # Local streaming runs: the DirectRunner pulls batches, not 10 messages
+        # per bundle (see transforms.beam_tuning); other runners are unaffected.
+        beam_tuning.install_direct_pubsub()
+        return (
+            pbegin
+            | "ReadFromPubSub" >> ReadFromPubSub(with_attributes=True, **kwargs)
+            | "ToRawMessage" >> beam.ParDo(_PubSubToRawFn()).with_output_types(RawMessage)
+        )
+
+
+class _PubSubToRawFn(beam.DoFn):
+    def __init__(self) -> None:
+        self._read = Metrics.counter("earlyrisk", "read")
+
+    def process(self, msg) -> Iterator[RawMessage]:
+        self._read.inc()
+        progress.tick("read")
+        # Runners that do not pass the message id on still get a stable position.
+        ident = msg.message_id or "sha256-" + hashlib.sha256(msg.data or b"").hexdigest()[:16]
+        yield RawMessage(f"pubsub:{ident}", msg.data or b"")
+
+
+class ReadSubmissions(beam.PTransform):
+    """Raw messages from the source named by ``uri``.
+
+    Kafka options: ``kafka_group`` (consumer group whose offsets are read and
+    committed), ``kafka_start`` (earliest | latest | committed),
+    ``until_caught_up`` (stop at the offsets current at start; then call
+    :meth:`after_success` once the pipeline finished, to commit them) and
+    ``kafka_use_xlang`` (Beam's Java ReadFromKafka instead of the Python reader).
+    """
+
+    def __init__(self, uri: str, *, kafka_group: str = "earlyrisk",
+                 kafka_start: str = "committed", until_caught_up: bool = False,
+                 kafka_use_xlang: bool = False) -> None:
+        super().__init__()
+        self._uri = uri
+        self._scheme, self._location = parse_source_uri(uri)
+        self._kafka = dict(group=kafka_group, start=kafka_start)
+        self._until_caught_up = until_caught_up
+        self._xlang = kafka_use_xlang
+        self._kafka_read = None
+
+    @property
+    def scheme(self) -> str:
+        return self._scheme
+
+    @property
+    def unbounded(self) -> bool:
+        return self._scheme == "pubsub" or (self._scheme == "kafka"
+                                            and not self._until_caught_up)
+
+    def expand(self, pbegin):
+        if self._scheme == "pubsub":
+            return pbegin | "ReadPubSub" >> ReadFromPubSubSource(self._uri)
+        if self._scheme == "kafka":
+            from transforms.kafka_io import ReadFromKafkaTopic, ReadFromKafkaXlang, parse_kafka_uri
+
+            bootstrap, topic = parse_kafka_uri(self._uri)
+            if self._xlang:
+                return pbegin | "ReadKafkaXlang" >> ReadFromKafkaXlang(
+                    bootstrap, topic, **self._kafka)
+            self._kafka_read = ReadFromKafkaTopic(
+                bootstrap, topic, until_caught_up=self._until_caught_up, **self._kafka)
+            return pbegin | "ReadKafka" >> self._kafka_read
         return pbegin | "ReadJsonLines" >> ReadJsonLines(self._location)
+
+    def after_success(self) -> None:
+        """Call once the pipeline finished successfully: commits bounded Kafka reads."""
+        if self._kafka_read is not None:
+            self._kafka_read.commit_planned()

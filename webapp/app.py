@@ -430,6 +430,12 @@ def create_app(store: ReviewStore, config: AppConfig) -> Flask:
                                "Users active per day (event time)", "chart-users"),
             "alerts": bar_chart(days, [r[3] for r in s.per_day], "Alerts per day",
                                 "chart-alerts"),
+            "speed": bar_chart(
+                [datetime.fromtimestamp(t, UTC).strftime(
+                    "%H:%M:%S" if s.speed_bucket_s < 60 else "%m-%d %H:%M") for t, _ in s.speed],
+                [v for _, v in s.speed],
+                f"Processing speed: submissions scored per second, per {s.speed_bucket_s} s "
+                "of processing time", "chart-speed", value_fmt=lambda v: f"{v:,.1f}"),
         }
         span_days = None
         if s.totals.get("first_event") is not None:

@@ -31,6 +31,7 @@ from webapp.store import (
     StoreError,
     _alert_row,
     _epoch,
+    speed_bucket,
 )
 
 _BQ_TYPES = {"STRING": "STRING", "FLOAT64": "FLOAT64", "INT64": "INT64",
@@ -265,6 +266,14 @@ class BigQueryReviewStore(ReviewStore):
                        GROUP BY day)
                 SELECT d.day, d.subs, d.users, COALESCE(al.n, 0) AS n FROM d
                 LEFT JOIN al ON al.day = d.day ORDER BY d.day""")
+        span = self._query(
+            f"SELECT TIMESTAMP_DIFF(MAX(processed_at), MIN(processed_at), SECOND) AS s "
+            f"FROM {t('scores')}")[0]["s"]
+        bucket = speed_bucket(None if span is None else float(span))
+        speed = self._query(
+            f"SELECT DIV(UNIX_SECONDS(processed_at), {bucket}) * {bucket} AS t, "
+            f"COUNT(*) / {bucket} AS v FROM {t('scores')} WHERE processed_at IS NOT NULL "
+            "GROUP BY t ORDER BY t")
         lab = {r["label"]: int(r["n"]) for r in labels}
         s = Stats(
             totals={"submissions": int(tot["subs"]), "users": int(tot["users"]),
@@ -274,7 +283,8 @@ class BigQueryReviewStore(ReviewStore):
                     "first_event": _epoch(tot["first"]), "last_event": _epoch(tot["last"])},
             labels=lab, bands={r["priority"]: int(r["n"]) for r in bands},
             per_day=[(r["day"], int(r["subs"]), int(r["users"]), int(r["n"])) for r in per_day],
-            dead_letter_reasons={r["reason"]: int(r["n"]) for r in dead})
+            dead_letter_reasons={r["reason"]: int(r["n"]) for r in dead},
+            speed=[(float(r["t"]), float(r["v"])) for r in speed], speed_bucket_s=bucket)
         return s
 
 

@@ -97,6 +97,16 @@ class Stats:
     # (day, submissions, users, alerts) per day of event time
     per_day: list[tuple[date, int, int, int]] = field(default_factory=list)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    # (bucket start, epoch seconds of processing time; submissions scored per second)
+    speed: list[tuple[float, float]] = field(default_factory=list)
+    speed_bucket_s: int = 1
+
+
+def speed_bucket(span_s: float | None) -> int:
+    """Seconds per bar of the processing-speed chart, from the processing span."""
+    if span_s is None or span_s <= 600:
+        return 1
+    return 60 if span_s <= 86_400 else 3600
 
 
 class ReviewStore(ABC):
@@ -509,11 +519,19 @@ class DuckDBReviewStore(ReviewStore):
                           FROM alerts GROUP BY 1)
                    SELECT d.day, d.subs, d.users, coalesce(al.n, 0) FROM d
                    LEFT JOIN al ON al.day = d.day ORDER BY d.day""").fetchall()
+            span = con.execute(
+                "SELECT epoch(max(processed_at)) - epoch(min(processed_at)) FROM scores"
+            ).fetchone()[0]
+            bucket = speed_bucket(span)
+            speed = con.execute(
+                "SELECT floor(epoch(processed_at) / $b) * $b AS t, count(*) / $b FROM scores "
+                "WHERE processed_at IS NOT NULL GROUP BY 1 ORDER BY 1", {"b": bucket}).fetchall()
         totals = {"submissions": subs, "users": users, "alerts": alerts,
                   "alerted_users": alerted_users, "dead_letters": dead,
                   "reviewed": sum(v for k, v in labels.items() if k != "undecided")}
         s = Stats(totals=totals, labels=labels, bands=bands,
-                  per_day=[tuple(r) for r in per_day], dead_letter_reasons=reasons)
+                  per_day=[tuple(r) for r in per_day], dead_letter_reasons=reasons,
+                  speed=[(float(t), float(v)) for t, v in speed], speed_bucket_s=bucket)
         s.totals["first_event"] = _epoch(first)
         s.totals["last_event"] = _epoch(last)
         return s

@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS `earlyrisk.scores` (
     writings_seen INT64 NOT NULL OPTIONS(description="k: writings of this user scored so far, this one included"),
     model_version STRING NOT NULL OPTIONS(description="model name and content hash"),
     source STRING NOT NULL OPTIONS(description="where the message came from (file/kafka/pubsub position)"),
+    processed_at TIMESTAMP OPTIONS(description="processing time: when the pipeline scored it"),
     PRIMARY KEY (user_id, submission_id, model_version) NOT ENFORCED
 )
 PARTITION BY DATE(created_utc)

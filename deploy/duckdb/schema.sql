@@ -11,6 +11,7 @@ CREATE TABLE IF NOT EXISTS scores (
     writings_seen BIGINT NOT NULL,
     model_version VARCHAR NOT NULL,
     source VARCHAR NOT NULL,
+    processed_at TIMESTAMP,
     PRIMARY KEY (user_id, submission_id, model_version)
 );
 

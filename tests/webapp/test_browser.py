@@ -168,6 +168,8 @@ def test_review_flow_in_chromium(live_server, browser):
     d.find_element(By.ID, "nav-stats").click()
     assert int(d.find_element(By.ID, "stat-submissions").text.replace(",", "")) > 1000
     assert d.find_element(By.ID, "chart-subs").is_displayed()
+    speed = d.find_element(By.ID, "chart-speed")
+    assert speed.is_displayed() and speed.find_elements(By.CSS_SELECTOR, "rect")
     shot(d, "stats")
 
     d.find_element(By.CSS_SELECTOR, "form.logout button").click()

@@ -39,7 +39,7 @@ def build_big_db(path) -> None:
     con.execute("""
         INSERT INTO scores SELECT user_id, submission_id, created_utc, 'post',
             ['depression', 'anxiety', 'AskReddit', 'lonely'][(1 + hash(alert_id) % 4)::BIGINT],
-            p_user, p_user, writings_seen, model_version, 'bench'
+            p_user, p_user, writings_seen, model_version, 'bench', NULL
         FROM alerts""")
     con.execute(f"""
         INSERT INTO labels SELECT alert_id, user_id,

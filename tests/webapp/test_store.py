@@ -146,3 +146,6 @@ def test_stats_match_the_tables(review_db):
     assert sum(r[1] for r in s.per_day) == n_scores
     assert sum(r[3] for r in s.per_day) == n_alerts
     assert sum(s.bands.values()) == n_alerts
+    # Processing speed: every scored writing falls in one processing-time bucket.
+    assert s.speed and s.speed_bucket_s >= 1
+    assert round(sum(v for _, v in s.speed) * s.speed_bucket_s) == n_scores
