@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.py | sha1sum | cut -c1-12)
 
-.PHONY: install services run test lint clean
+.PHONY: install services run test lint clean bench
 install: $(STAMP)
 
 # System-level test dependencies (browsers, emulators, brokers): each
@@ -29,6 +29,11 @@ lint: install
 
 test: install services lint
 	$(BIN)/python -m pytest
+	@# Benchmarks at small sizes: figures printed, never asserted (docs/PERFORMANCE.md).
+	$(BIN)/earlyrisk bench --quick --results $(VENV)/bench-quick.json
+
+bench: install services
+	$(BIN)/earlyrisk bench
 
 clean:
 	rm -rf $(VENV) earlyrisk.duckdb earlyrisk-model
