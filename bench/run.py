@@ -83,7 +83,7 @@ def targets(r: dict) -> list[dict]:
             st["bytes_per_term_median"] <= 8)
     lat = r.get("latency")
     if lat and "p99_s" in lat:
-        add("latency p99 publish -> score row", lat["p99_s"], "<= 2 s",
+        add(f"latency p99 publish -> score row at {lat['rate']} msg/s", lat["p99_s"], "<= 2 s",
             lat["p99_s"] <= 2 and lat["missing"] == 0)
     return out
 
