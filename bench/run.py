@@ -198,6 +198,7 @@ def run(quick: bool = False, sections: tuple[str, ...] = SECTIONS,
                         before.get("section_wall_s", {}).get(name)
                     r.setdefault("section_measured_at", {})[name] = \
                         before.get("section_measured_at", {}).get(name, before.get("started"))
+    r["sections"] = [name for name in SECTIONS if name in r]
     r["targets"] = targets(r)
     if results is not None:
         results.parent.mkdir(parents=True, exist_ok=True)
