@@ -28,9 +28,9 @@ lint: install
 	$(BIN)/ruff check .
 
 test: install services lint
-	$(BIN)/python -m pytest
 	@# Benchmarks at small sizes: figures printed, never asserted (docs/PERFORMANCE.md).
 	$(BIN)/earlyrisk bench --quick --results $(VENV)/bench-quick.json
+	$(BIN)/python -m pytest
 
 bench: install services
 	$(BIN)/earlyrisk bench

@@ -1,6 +1,6 @@
 """Kafka client throughput against a local Tansu broker: confluent-kafka vs kafka-python.
 
-Run: ``python benchmarks/kafka_clients.py [N]``. Starts Tansu (tests/services.py),
+Run: ``python -m bench.kafka_clients [N]``. Starts Tansu (tests/services.py),
 produces N messages (default 20,000, ~430 bytes) to a 2-partition topic with
 each client and consumes them back, printing messages per second. kafka-python
 is measured only if installed (``pip install kafka-python``); the pipeline uses
@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.services import tansu
 
