@@ -106,7 +106,8 @@ def test_crawl_to_file_then_pipeline_alerts_in_duckdb(fixtures, reddit_env, tmp_
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_crawl_into_tansu_every_writing_once_keyed_by_author(fixtures, reddit_env, tmp_path):
+def test_crawl_into_tansu_then_pipeline_alerts_in_duckdb(fixtures, reddit_env, tmp_path):
+    """Fake Reddit -> earlyrisk crawl -> Tansu -> earlyrisk run --until-caught-up -> alerts."""
     from confluent_kafka import Consumer
 
     from tests.services import tansu
@@ -142,6 +143,21 @@ def test_crawl_into_tansu_every_writing_once_keyed_by_author(fixtures, reddit_en
         assert all(len(s) == 1 for s in partitions.values())
         assert len({m.partition() for m in messages}) > 1
         _check_crawl(fake, fixtures, published, metrics)
+
+        # The pipeline backfills the topic the crawler filled, to alerts in DuckDB.
+        db = tmp_path / "kafka.duckdb"
+        assert main(["run", "--input", f"kafka://{bootstrap}/reddit-writings",
+                     "--until-caught-up", "--kafka-start", "earliest",
+                     "--output", f"duckdb://{db}", "--raw-user-ids", "--no-progress"]) == 0
+        con = duckdb.connect(str(db), read_only=True)
+        n_scores = con.execute("SELECT count(*) FROM scores").fetchone()[0]
+        n_dead = con.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        alerted = {r[0] for r in con.execute("SELECT DISTINCT user_id FROM alerts").fetchall()}
+        sources = {r[0] for r in con.execute("SELECT source FROM scores").fetchall()}
+        con.close()
+        assert n_dead == 0 and n_scores == len(published)
+        assert all(src.startswith("kafka:reddit-writings:") for src in sources)
+        assert alerted and alerted <= {p["author"] for p in published}
 
 
 @pytest.mark.integration
