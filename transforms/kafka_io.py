@@ -148,40 +148,38 @@ def _true_end(consumer, topic: str, partitions: list[int], reported: dict[int, i
 
 def check_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
     """Number of partitions of ``topic``; KafkaError if the broker or topic is missing."""
-    from confluent_kafka import KafkaException
-
     consumer = _consumer(bootstrap, DEFAULT_GROUP)
     try:
-        try:
-            meta = consumer.list_topics(topic, timeout=timeout_s)
-        except KafkaException as e:
-            raise KafkaError(f"kafka://{bootstrap}: broker not reachable ({e})") from None
-        info = meta.topics.get(topic)
-        if info is None or info.error is not None or not info.partitions:
-            raise KafkaError(f"kafka://{bootstrap}/{topic}: topic does not exist")
-        return len(info.partitions)
+        return len(_partitions(consumer, bootstrap, topic, timeout_s))
     finally:
         consumer.close()
+
+
+def _partitions(consumer, bootstrap: str, topic: str, timeout_s: float) -> list[int]:
+    """The topic's partition ids, sorted; KafkaError if the broker or topic is missing."""
+    from confluent_kafka import KafkaException
+
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s)
+    except KafkaException as e:
+        raise KafkaError(f"kafka://{bootstrap}: broker not reachable ({e})") from None
+    info = meta.topics.get(topic)
+    if info is None or info.error is not None or not info.partitions:
+        raise KafkaError(f"kafka://{bootstrap}/{topic}: topic does not exist")
+    return sorted(info.partitions)
 
 
 def plan_reads(bootstrap: str, topic: str, group: str = DEFAULT_GROUP,
                start: str = "committed", until_caught_up: bool = False,
                timeout_s: float = 15.0) -> list[PartitionRead]:
     """One :class:`PartitionRead` per partition of ``topic``, as of now."""
-    from confluent_kafka import KafkaException, TopicPartition
+    from confluent_kafka import TopicPartition
 
     if start not in START_POSITIONS:
         raise ValueError(f"start must be one of {START_POSITIONS}, got {start!r}")
     consumer = _consumer(bootstrap, group)
     try:
-        try:
-            meta = consumer.list_topics(topic, timeout=timeout_s)
-        except KafkaException as e:
-            raise KafkaError(f"kafka://{bootstrap}: broker not reachable ({e})") from None
-        info = meta.topics.get(topic)
-        if info is None or info.error is not None or not info.partitions:
-            raise KafkaError(f"kafka://{bootstrap}/{topic}: topic does not exist")
-        partitions = sorted(info.partitions)
+        partitions = _partitions(consumer, bootstrap, topic, timeout_s)
         low: dict[int, int] = {}
         high: dict[int, int] = {}
         for p in partitions:

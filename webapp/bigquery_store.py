@@ -19,8 +19,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from models.records import LABELS, TABLES, LabelRecord, to_row
+from models.records import LABELS, LabelRecord, to_row
 from webapp.store import (
+    _ALERT_COLS,
+    _TAB_SQL,
     LABEL_VALUES,
     TABS,
     AlertFilter,
@@ -34,21 +36,10 @@ from webapp.store import (
     speed_bucket,
 )
 
-_BQ_TYPES = {"STRING": "STRING", "FLOAT64": "FLOAT64", "INT64": "INT64",
-             "TIMESTAMP": "TIMESTAMP"}
-
-_TAB_SQL = {
-    "untagged": "(cur.label IS NULL OR cur.label = 'undecided')",
-    "risk": "cur.label = 'risk'",
-    "no_risk": "cur.label = 'no_risk'",
-}
 _SORT_SQL = {
     "recent": ("UNIX_MICROS(a.created_utc)", "a.created_utc DESC, a.alert_id DESC"),
     "priority": ("a.p_user", "a.p_user DESC, a.alert_id DESC"),
 }
-_ALERT_COLS = """a.alert_id, a.user_id, a.submission_id, a.created_utc, a.p_user,
-    a.writings_seen, a.threshold, a.priority, a.policy, a.top_terms, a.model_version,
-    a.alert_seq, cur.label, cur.reviewer, cur.labelled_at"""
 
 
 def _client(project: str):
@@ -98,7 +89,6 @@ class BigQueryReviewStore(ReviewStore):
 
     def check(self) -> None:
         from google.api_core.exceptions import GoogleAPIError, NotFound
-        from google.cloud import bigquery
 
         try:
             names = {t.table_id for t in self._client.list_tables(
@@ -112,10 +102,10 @@ class BigQueryReviewStore(ReviewStore):
             raise StoreError(f"dataset {self.dataset} has no table(s) "
                              f"{', '.join(sorted(missing))}")
         if "labels" not in names:
-            schema = [bigquery.SchemaField(c.name, _BQ_TYPES[c.type], mode="REQUIRED")
-                      for c in LABELS.columns]
-            self._client.create_table(bigquery.Table(
-                f"{self.project}.{self.dataset}.labels", schema=schema), exists_ok=True)
+            from storage.bigquery_store import DatasetRef, bq_table
+
+            self._client.create_table(bq_table(DatasetRef(self.project, self.dataset), LABELS),
+                                      exists_ok=True)
 
     def close(self) -> None:
         self._client.close()
@@ -286,11 +276,3 @@ class BigQueryReviewStore(ReviewStore):
             dead_letter_reasons={r["reason"]: int(r["n"]) for r in dead},
             speed=[(float(r["t"]), float(r["v"])) for r in speed], speed_bucket_s=bucket)
         return s
-
-
-def bigquery_schema(table_name: str):
-    """BigQuery schema of one of the project's tables (for tests and set-up)."""
-    from google.cloud import bigquery
-
-    return [bigquery.SchemaField(c.name, _BQ_TYPES[c.type], mode="REQUIRED")
-            for c in TABLES[table_name].columns]

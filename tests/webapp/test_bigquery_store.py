@@ -71,7 +71,8 @@ def bq_store(emulator, pipeline_db):
     """The pipeline's tables copied from DuckDB into the emulator."""
     from google.cloud import bigquery
 
-    from webapp.bigquery_store import bigquery_schema
+    from models.records import TABLES
+    from storage.bigquery_store import DatasetRef, bq_table
 
     store = open_store(f"bigquery://{PROJECT}/{DATASET}")
     client = store._client
@@ -79,7 +80,8 @@ def bq_store(emulator, pipeline_db):
     con = duckdb.connect(str(pipeline_db), read_only=True)
     for name in ("scores", "alerts", "writings", "dead_letters"):
         ref = f"{PROJECT}.{DATASET}.{name}"
-        client.create_table(bigquery.Table(ref, schema=bigquery_schema(name)), exists_ok=True)
+        client.create_table(bq_table(DatasetRef(PROJECT, DATASET), TABLES[name]),
+                            exists_ok=True)
         cur = con.execute(f"SELECT * FROM {name}")
         cols = [d[0] for d in cur.description]
         rows = [{c: (v.isoformat() if hasattr(v, "isoformat") else v)
