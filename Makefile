@@ -4,7 +4,8 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat setup.py | sha1sum | cut -c1-12)
+# The stamp covers the compiled scorer's source too, so editing it rebuilds it.
+STAMP  := $(VENV)/.installed-$(shell cat setup.py models/_fastscore.c | sha1sum | cut -c1-12)
 
 .PHONY: install services run test lint clean bench
 install: $(STAMP)
@@ -14,7 +15,7 @@ install: $(STAMP)
 services: install
 	@for f in deploy/local/install-*.sh; do [ -e "$$f" ] || continue; echo "== $$f"; VENV=$(VENV) bash "$$f" || exit 1; done
 
-$(STAMP): setup.py
+$(STAMP): setup.py models/_fastscore.c
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python 3.11) on PATH; set PYTHON=..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -15,6 +15,12 @@ so the cost does not grow with the user's history, and the result equals the
 model applied to the concatenation of the user's writings (up to float
 rounding, far below 1e-9; a property test checks it against scikit-learn).
 
+The loop runs in C, in the optional extension :mod:`models._fastscore`: the
+same splitting, the same formulas in the same order, so the same bits (a
+property test compares the two paths);
+without the extension, or with ``EARLYRISK_PURE_PYTHON=1`` in the environment,
+everything runs in Python.
+
 Only in-vocabulary counts are kept, so state is bounded by the vocabulary.
 The state also remembers the ids of the user's most recent submissions, to
 drop redeliveries, and the alerts sent so far.
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import struct
 from collections import _count_elements  # C helper behind Counter
 from typing import NamedTuple
@@ -32,10 +39,21 @@ import numpy as np
 
 from models.portable import PortableModel, sigmoid
 
+try:
+    from models import _fastscore
+except ImportError:  # not compiled (no C compiler at install): the Python path
+    _fastscore = None
+
 DEFAULT_DEDUPE_WINDOW = 2048
 # tf(c) = 1 + ln(c) for small counts, looked up instead of computed.
 _LOG_TF = [0.0] + [1.0 + math.log(c) for c in range(1, 4096)]
 _LOG_TF_SQ = [x * x for x in _LOG_TF]
+PURE_PYTHON_ENV = "EARLYRISK_PURE_PYTHON"
+
+
+def compiled_available() -> bool:
+    """Whether the compiled scoring loop is built (and not switched off)."""
+    return _fastscore is not None and not os.environ.get(PURE_PYTHON_ENV)
 _STATE_VERSION = 1
 _HEADER = struct.Struct("<BIHbddd")  # version, n, alerts, last_band, s1, s2, last_event
 
@@ -155,9 +173,14 @@ class Scored(NamedTuple):
 
 
 class IncrementalScorer:
-    """Scores writings one at a time against a PortableModel."""
+    """Scores writings one at a time against a PortableModel.
 
-    def __init__(self, model: PortableModel) -> None:
+    ``compiled``: use the C loop (default: when it is
+    built and ``EARLYRISK_PURE_PYTHON`` is not set); ``False`` forces the
+    Python path, which gives identical results.
+    """
+
+    def __init__(self, model: PortableModel, compiled: bool | None = None) -> None:
         self.model = model
         self.version = model.version
         self._tokens = model.tokenizer.tokens
@@ -175,10 +198,32 @@ class IncrementalScorer:
         self._intercept = float(model.intercept)
         self._sublinear = bool(model.sublinear_tf)
         self._positive = [int(i) for i in np.flatnonzero(wi > 0)]
+        self._normalize = model.tokenizer.normalize
+        self._normalized_keys = model.tokenizer.normalized_keys
+        if compiled is None:
+            compiled = compiled_available()
+        elif compiled and _fastscore is None:
+            raise RuntimeError("the compiled scorer (models._fastscore) is not built")
+        self._fast = None
+        if compiled:
+            if len(_LOG_TF) != _fastscore.LOG_TABLE:
+                raise RuntimeError("models._fastscore is stale: rebuild it (pip install -e .)")
+            self._fast = _fastscore.Vocab(
+                [t.encode("utf-8", "surrogatepass") for t in model.vocabulary],
+                self._wi, self._idf2, model.tokenizer.url_token.encode("ascii"),
+                model.tokenizer.max_token_chars, self._sublinear)
 
-    def _key_counts(self, text: str) -> tuple[dict, dict]:
-        """Counts of each term key of ``text`` and the table to look the keys up in."""
-        keys = self._keys(text)
+    @property
+    def compiled(self) -> bool:
+        """Whether writings go through the compiled loop."""
+        return self._fast is not None
+
+    def _key_counts(self, text: str, n_urls: int | None = None) -> tuple[dict, dict]:
+        """Counts of each term key of ``text`` and the table to look the keys up in.
+
+        With ``n_urls``, ``text`` is already normalised (see Tokenizer.normalize).
+        """
+        keys = self._keys(text) if n_urls is None else self._normalized_keys(text, n_urls)
         counted: dict = {}
         _count_elements(counted, keys)  # Counter's C loop, without Counter's overhead
         terms = self._byte_terms if keys and type(keys[0]) is bytes else self._str_terms
@@ -205,7 +250,31 @@ class IncrementalScorer:
 
     def update(self, state: UserState, text: str, event_time: float | None = None) -> Scored:
         """Add one writing to ``state`` (in place) and score text and user."""
-        wi, idf2, counts = self._wi, self._idf2, state.counts
+        fast = self._fast
+        if fast is not None:
+            # Plain ASCII text without URLs is scanned as it is; anything else
+            # is normalised first (fast.update answers None to ask for that).
+            sums = fast.update(text, -1, state.counts, state.s1, state.s2)
+            if sums is None:
+                sums = fast.update(*self._normalize(text), state.counts, state.s1, state.s2)
+            t1, t2, u1, u2 = sums
+        else:
+            t1, t2, u1, u2 = self._update_python(state, *self._normalize(text))
+        state.s1 = u1
+        state.s2 = u2
+        state.n += 1
+        if event_time is not None and event_time > state.last_event:
+            state.last_event = event_time
+        return Scored(
+            p_text=sigmoid(self._logit(t1, t2)),
+            p_user=sigmoid(self._logit(u1, u2)),
+            writings_seen=state.n,
+        )
+
+    def _update_python(self, state: UserState, norm: str,
+                       n_urls: int) -> tuple[float, float, float, float]:
+        """The specification of the compiled loop: the writing's sums and the user's new ones."""
+        counts = state.counts
         t1 = t2 = 0.0
         u1 = state.s1
         u2 = state.s2
@@ -215,7 +284,7 @@ class IncrementalScorer:
             # computed); one (coef * idf, idf**2) pair per term.
             table, sq, n_table = _LOG_TF, _LOG_TF_SQ, len(_LOG_TF)
             get = counts.get
-            counted, terms = self._key_counts(text)
+            counted, terms = self._key_counts(norm, n_urls)
             lookup = terms.get
             for k, d in counted.items():
                 t = lookup(k)
@@ -239,25 +308,20 @@ class IncrementalScorer:
                     u2 += q * (new * new - old * old)
                 counts[i] = e
         else:
-            for i, d in self.term_counts(text):
-                w = wi[i]
-                q = idf2[i]
+            counted, terms = self._key_counts(norm, n_urls)
+            lookup = terms.get
+            for k, d in counted.items():
+                t = lookup(k)
+                if t is None:
+                    continue  # out of vocabulary
+                i, w, q = t
                 c = counts.get(i, 0)
                 t1 += w * d
                 t2 += q * d * d
                 u1 += w * d
                 u2 += q * (2 * c + d) * d
                 counts[i] = c + d
-        state.s1 = u1
-        state.s2 = u2
-        state.n += 1
-        if event_time is not None and event_time > state.last_event:
-            state.last_event = event_time
-        return Scored(
-            p_text=sigmoid(self._logit(t1, t2)),
-            p_user=sigmoid(self._logit(u1, u2)),
-            writings_seen=state.n,
-        )
+        return t1, t2, u1, u2
 
     def probability(self, state: UserState) -> float:
         return sigmoid(self._logit(state.s1, state.s2))

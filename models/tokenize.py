@@ -74,6 +74,18 @@ class Tokenizer:
             terms.extend([self.url_token] * n_urls)
         return terms
 
+    def normalize(self, text: str) -> tuple[str, int]:
+        """``text`` lower-cased, URLs blanked out, curly apostrophes straightened,
+        and the number of URLs: what :meth:`keys` (and the compiled scorer) split."""
+        text = text.lower()
+        n_urls = 0
+        if "http" in text or "www." in text:
+            text, n_urls = _URL.subn(" ", text)
+        if "\u2019" in text:
+            # _TOKEN treats both apostrophes alike and tokens() outputs "'".
+            text = text.replace("\u2019", "'")
+        return text, n_urls
+
     def keys(self, text: str) -> list[str] | list[bytes]:
         """The terms of :meth:`tokens`, faster: all ASCII bytes when the text is ASCII.
 
@@ -83,13 +95,10 @@ class Tokenizer:
         ASCII ``str`` and its ``bytes`` hash alike, so one dict holding both
         forms would make every lookup a slow cross-type comparison.
         """
-        text = text.lower()
-        n_urls = 0
-        if "http" in text or "www." in text:
-            text, n_urls = _URL.subn(" ", text)
-        if "\u2019" in text:
-            # _TOKEN treats both apostrophes alike and tokens() outputs "'".
-            text = text.replace("\u2019", "'")
+        return self.normalized_keys(*self.normalize(text))
+
+    def normalized_keys(self, text: str, n_urls: int) -> list[str] | list[bytes]:
+        """:meth:`keys` of a text that :meth:`normalize` has already prepared."""
         url_token: str | bytes = self.url_token
         if not text.isascii():
             terms: list = _TOKEN.findall(text)

@@ -1,0 +1,544 @@
+/*
+ * models._fastscore: the incremental scorer's inner loop, compiled.
+ *
+ * The pure-Python scorer (models/scorer.py) is the specification; this file
+ * does the same arithmetic, in the same order and with the same formulas, so
+ * its results are bit-for-bit those of the Python path (tests/test_fastscore.py
+ * checks it on random streams). It does four things the Python path does with
+ * a list of term objects and two dicts:
+ *
+ *   1. split a text into terms exactly as models.tokenize.Tokenizer does
+ *      (letters and digits as CPython's regular expressions define them,
+ *      joined by apostrophes that have one on both sides; terms longer than
+ *      the tokenizer's limit dropped), lower-casing ASCII text on the fly;
+ *   2. look each term up in an open-addressing table of the vocabulary,
+ *      without creating a Python object per term;
+ *   3. count the writing's in-vocabulary terms, in order of first appearance
+ *      (the URL token, if any, last: where the tokenizer puts it);
+ *   4. fold the counts into the user's running sums and their count dict.
+ *
+ * Text with URLs, or non-ASCII text, is normalised by the tokenizer in Python
+ * first (URL removal, Unicode lower-casing), then scanned here.
+ *
+ * Built as an optional extension: if it cannot be compiled, the scorer falls
+ * back to the Python path, which gives the same numbers, only slower.
+ */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#define LOG_TABLE 4096 /* must equal len(models.scorer._LOG_TF) */
+#define MAX_TERM_BYTES 1024 /* max_len is capped so that max_len * 4 fits */
+
+static double LOG_TF[LOG_TABLE];
+static double LOG_TF_SQ[LOG_TABLE];
+
+static inline double log_tf(long c) { return c ? 1.0 + log((double)c) : 0.0; }
+
+/* ASCII letters and digits (apostrophes are handled apart), and lower-casing. */
+static unsigned char IS_ALNUM[128];
+static unsigned char LOWER[128];
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n_terms;
+    uint64_t mask;        /* table size - 1 (a power of two) */
+    int32_t *slot_id;     /* term id per slot, -1 if empty */
+    uint64_t *slot_hash;
+    const char **term;    /* term bytes per id (into blob), NULL if not ASCII */
+    int32_t *term_len;
+    char *blob;
+    double *w;            /* coef * idf per id */
+    double *q;            /* idf ** 2 per id */
+    PyObject **ids;       /* a Python int per id, made once */
+    int32_t url_id;       /* id of the URL token, -1 if not in the vocabulary */
+    int max_len;          /* longest term the tokenizer keeps */
+    int sublinear;
+} Vocab;
+
+static inline uint64_t fnv1a(const unsigned char *s, Py_ssize_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static int32_t vocab_find(const Vocab *v, const unsigned char *s, Py_ssize_t n)
+{
+    uint64_t h = fnv1a(s, n);
+    uint64_t i = h & v->mask;
+    for (;;) {
+        int32_t id = v->slot_id[i];
+        if (id < 0)
+            return -1;
+        if (v->slot_hash[i] == h && v->term_len[id] == n && memcmp(v->term[id], s, n) == 0)
+            return id;
+        i = (i + 1) & v->mask;
+    }
+}
+
+static void Vocab_dealloc(Vocab *v)
+{
+    if (v->ids) {
+        for (Py_ssize_t i = 0; i < v->n_terms; i++)
+            Py_XDECREF(v->ids[i]);
+    }
+    PyMem_Free(v->ids);
+    PyMem_Free(v->slot_id);
+    PyMem_Free(v->slot_hash);
+    PyMem_Free(v->term);
+    PyMem_Free(v->term_len);
+    PyMem_Free(v->blob);
+    PyMem_Free(v->w);
+    PyMem_Free(v->q);
+    Py_TYPE(v)->tp_free((PyObject *)v);
+}
+
+/* Vocab(terms, w, q, url_term, max_len, sublinear): terms is a list whose item
+ * i is the UTF-8 (surrogatepass) bytes of term i; w and q are lists of floats
+ * of the same length. */
+static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
+{
+    PyObject *terms, *w, *q;
+    const char *url;
+    Py_ssize_t url_len;
+    int max_len, sublinear;
+    static char *kwlist[] = {"terms", "w", "q", "url_term", "max_len", "sublinear", NULL};
+
+    if (v->n_terms) {
+        PyErr_SetString(PyExc_RuntimeError, "Vocab is already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!y#ip", kwlist, &PyList_Type, &terms,
+                                     &PyList_Type, &w, &PyList_Type, &q, &url, &url_len,
+                                     &max_len, &sublinear))
+        return -1;
+    Py_ssize_t n = PyList_GET_SIZE(terms);
+    if (PyList_GET_SIZE(w) != n || PyList_GET_SIZE(q) != n) {
+        PyErr_SetString(PyExc_ValueError, "terms, w and q must have the same length");
+        return -1;
+    }
+    if (n >= INT32_MAX / 4) {
+        PyErr_SetString(PyExc_ValueError, "vocabulary too large");
+        return -1;
+    }
+    Py_ssize_t blob_size = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(terms, i);
+        if (t == Py_None)
+            continue;
+        if (!PyBytes_Check(t)) {
+            PyErr_SetString(PyExc_TypeError, "terms must be bytes or None");
+            return -1;
+        }
+        blob_size += PyBytes_GET_SIZE(t);
+    }
+    uint64_t cap = 16;
+    while (cap < (uint64_t)n * 2 + 1)
+        cap <<= 1;
+    v->mask = cap - 1;
+    v->slot_id = PyMem_Malloc(cap * sizeof(int32_t));
+    v->slot_hash = PyMem_Malloc(cap * sizeof(uint64_t));
+    v->term = PyMem_Calloc(n ? n : 1, sizeof(char *));
+    v->term_len = PyMem_Calloc(n ? n : 1, sizeof(int32_t));
+    v->blob = PyMem_Malloc(blob_size ? blob_size : 1);
+    v->w = PyMem_Malloc((n ? n : 1) * sizeof(double));
+    v->q = PyMem_Malloc((n ? n : 1) * sizeof(double));
+    v->ids = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
+    if (!v->slot_id || !v->slot_hash || !v->term || !v->term_len || !v->blob || !v->w
+        || !v->q || !v->ids) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    v->n_terms = n;
+    memset(v->slot_id, 0xff, cap * sizeof(int32_t));
+    char *pos = v->blob;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        v->w[i] = PyFloat_AsDouble(PyList_GET_ITEM(w, i));
+        v->q[i] = PyFloat_AsDouble(PyList_GET_ITEM(q, i));
+        if (PyErr_Occurred())
+            return -1;
+        v->ids[i] = PyLong_FromSsize_t(i);
+        if (!v->ids[i])
+            return -1;
+        PyObject *t = PyList_GET_ITEM(terms, i);
+        if (t == Py_None)
+            continue;
+        Py_ssize_t len = PyBytes_GET_SIZE(t);
+        memcpy(pos, PyBytes_AS_STRING(t), len);
+        if (vocab_find(v, (const unsigned char *)pos, len) >= 0) {
+            PyErr_SetString(PyExc_ValueError, "duplicate term in vocabulary");
+            return -1;
+        }
+        v->term[i] = pos;
+        v->term_len[i] = (int32_t)len;
+        uint64_t h = fnv1a((const unsigned char *)pos, len);
+        uint64_t s = h & v->mask;
+        while (v->slot_id[s] >= 0)
+            s = (s + 1) & v->mask;
+        v->slot_id[s] = (int32_t)i;
+        v->slot_hash[s] = h;
+        pos += len;
+    }
+    v->url_id = vocab_find(v, (const unsigned char *)url, url_len);
+    if (max_len < 0 || max_len > MAX_TERM_BYTES / 4) {
+        PyErr_SetString(PyExc_ValueError, "max_len out of range");
+        return -1;
+    }
+    v->max_len = max_len;
+    v->sublinear = sublinear;
+    return 0;
+}
+
+/* The distinct in-vocabulary terms of one writing, in order of first appearance. */
+typedef struct {
+    int32_t *id;     /* distinct ids, in order */
+    long *count;     /* their counts */
+    Py_ssize_t n;
+    int32_t *slot;   /* open addressing: index into id/count, -1 if empty */
+    uint64_t mask;
+} Bag;
+
+static int bag_init(Bag *b, Py_ssize_t max_terms, int32_t *stack_slot, int32_t *stack_id,
+                    long *stack_count, Py_ssize_t stack_cap)
+{
+    uint64_t cap = 16;
+    while (cap < (uint64_t)max_terms * 2 + 1)
+        cap <<= 1;
+    b->n = 0;
+    b->mask = cap - 1;
+    if ((Py_ssize_t)cap <= stack_cap) {
+        b->slot = stack_slot;
+        b->id = stack_id;
+        b->count = stack_count;
+    } else {
+        b->slot = PyMem_Malloc(cap * sizeof(int32_t));
+        b->id = PyMem_Malloc(cap * sizeof(int32_t));
+        b->count = PyMem_Malloc(cap * sizeof(long));
+        if (!b->slot || !b->id || !b->count) {
+            PyMem_Free(b->slot);
+            PyMem_Free(b->id);
+            PyMem_Free(b->count);
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    memset(b->slot, 0xff, cap * sizeof(int32_t));
+    return 0;
+}
+
+static void bag_free(Bag *b, int32_t *stack_slot)
+{
+    if (b->slot != stack_slot) {
+        PyMem_Free(b->slot);
+        PyMem_Free(b->id);
+        PyMem_Free(b->count);
+    }
+}
+
+static inline void bag_add(Bag *b, int32_t id, long d)
+{
+    uint64_t i = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) >> 20 & b->mask;
+    for (;;) {
+        int32_t k = b->slot[i];
+        if (k < 0) {
+            b->slot[i] = (int32_t)b->n;
+            b->id[b->n] = id;
+            b->count[b->n] = d;
+            b->n++;
+            return;
+        }
+        if (b->id[k] == id) {
+            b->count[k] += d;
+            return;
+        }
+        i = (i + 1) & b->mask;
+    }
+}
+
+#define STACK_SLOTS 1024
+
+/* Is ch (a code point of a lower-cased text) a letter or digit, as the
+ * tokenizer's regular expression [^\W_] decides? For str patterns that is
+ * exactly Py_UNICODE_ISALNUM (the definition of \w in CPython's sre, minus '_'). */
+static inline int is_alnum(Py_UCS4 ch)
+{
+    return ch < 128 ? IS_ALNUM[ch] : Py_UNICODE_ISALNUM(ch);
+}
+
+/* Case-insensitive search of an ASCII text for "http" or "www.": where the
+ * tokenizer looks for URLs (after lower-casing). */
+static int may_have_url(const unsigned char *s, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i + 3 < n; i++) {
+        unsigned char c = s[i] | 0x20;
+        if (c == 'h') {
+            if ((s[i + 1] | 0x20) == 't' && (s[i + 2] | 0x20) == 't' && (s[i + 3] | 0x20) == 'p')
+                return 1;
+        } else if (c == 'w') {
+            if ((s[i + 1] | 0x20) == 'w' && (s[i + 2] | 0x20) == 'w' && s[i + 3] == '.')
+                return 1;
+        }
+    }
+    return 0;
+}
+
+/* UTF-8 of one code point (surrogates as "surrogatepass" writes them). */
+static inline int utf8_put(unsigned char *out, Py_UCS4 ch)
+{
+    if (ch < 0x80) {
+        out[0] = (unsigned char)ch;
+        return 1;
+    }
+    if (ch < 0x800) {
+        out[0] = (unsigned char)(0xC0 | (ch >> 6));
+        out[1] = (unsigned char)(0x80 | (ch & 0x3F));
+        return 2;
+    }
+    if (ch < 0x10000) {
+        out[0] = (unsigned char)(0xE0 | (ch >> 12));
+        out[1] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
+        out[2] = (unsigned char)(0x80 | (ch & 0x3F));
+        return 3;
+    }
+    out[0] = (unsigned char)(0xF0 | (ch >> 18));
+    out[1] = (unsigned char)(0x80 | ((ch >> 12) & 0x3F));
+    out[2] = (unsigned char)(0x80 | ((ch >> 6) & 0x3F));
+    out[3] = (unsigned char)(0x80 | (ch & 0x3F));
+    return 4;
+}
+
+/* Vocab.update(text, n_urls, counts, u1, u2) -> (t1, t2, u1, u2), or None
+ *
+ * text: a writing (str). With n_urls >= 0 it has been through
+ * Tokenizer.normalize (lower-cased, URLs blanked, curly apostrophes
+ * straightened) and had n_urls URLs. With n_urls == -1 it is raw: if it is
+ * ASCII and has no "http" or "www." in it, normalising would only lower-case
+ * it, which the scan does on the fly; otherwise the answer is None and the
+ * caller normalises it and asks again.
+ * counts: the user's {term id: count} dict, updated in place; u1, u2: the
+ * user's running sums. Returns the writing's own sums and the user's new ones. */
+static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "update(text, n_urls, counts, u1, u2)");
+        return NULL;
+    }
+    if (!PyUnicode_Check(args[0]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "update: text must be a str and counts a dict");
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    long n_urls = PyLong_AsLong(args[1]);
+    PyObject *counts = args[2];
+    double u1 = PyFloat_AsDouble(args[3]);
+    double u2 = PyFloat_AsDouble(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    int ascii = PyUnicode_IS_ASCII(text);
+    if (n_urls < 0) {
+        if (!ascii || may_have_url((const unsigned char *)data, n))
+            Py_RETURN_NONE;
+        n_urls = 0;
+    }
+
+    /* A text of n characters has at most n/2 + 1 terms. */
+    int32_t stack_slot[STACK_SLOTS], stack_id[STACK_SLOTS];
+    long stack_count[STACK_SLOTS];
+    Bag bag;
+    if (bag_init(&bag, n / 2 + 2, stack_slot, stack_id, stack_count, STACK_SLOTS) < 0)
+        return NULL;
+    unsigned char term[MAX_TERM_BYTES];
+
+    if (ascii) {
+        const unsigned char *s = (const unsigned char *)data;
+        Py_ssize_t i = 0;
+        while (i < n) {
+            /* Skip to the start of a term: a letter or digit (a leading
+             * apostrophe has no letter or digit before it, so it is never
+             * part of a term). */
+            while (i < n && !IS_ALNUM[s[i]])
+                i++;
+            if (i >= n)
+                break;
+            Py_ssize_t start = i;
+            for (;;) {
+                while (i < n && IS_ALNUM[s[i]])
+                    i++;
+                /* An apostrophe joins two runs when a letter or digit follows it. */
+                if (i + 1 < n && s[i] == '\'' && IS_ALNUM[s[i + 1]]) {
+                    i++;
+                    continue;
+                }
+                break;
+            }
+            Py_ssize_t len = i - start;
+            if (len <= v->max_len) {
+                for (Py_ssize_t k = 0; k < len; k++)
+                    term[k] = LOWER[s[start + k]];
+                int32_t id = vocab_find(v, term, len);
+                if (id >= 0)
+                    bag_add(&bag, id, 1);
+            }
+        }
+    } else {
+        /* Normalised (already lower-cased) text with non-ASCII characters. */
+        Py_ssize_t i = 0;
+        while (i < n) {
+            while (i < n && !is_alnum(PyUnicode_READ(kind, data, i)))
+                i++;
+            if (i >= n)
+                break;
+            Py_ssize_t start = i;
+            for (;;) {
+                while (i < n && is_alnum(PyUnicode_READ(kind, data, i)))
+                    i++;
+                if (i + 1 < n && PyUnicode_READ(kind, data, i) == '\''
+                    && is_alnum(PyUnicode_READ(kind, data, i + 1))) {
+                    i++;
+                    continue;
+                }
+                break;
+            }
+            Py_ssize_t len = i - start;
+            if (len <= v->max_len) {
+                int nbytes = 0;
+                for (Py_ssize_t k = start; k < i; k++)
+                    nbytes += utf8_put(term + nbytes, PyUnicode_READ(kind, data, k));
+                int32_t id = vocab_find(v, term, nbytes);
+                if (id >= 0)
+                    bag_add(&bag, id, 1);
+            }
+        }
+    }
+    if (n_urls > 0 && v->url_id >= 0)
+        bag_add(&bag, v->url_id, n_urls);
+
+    double t1 = 0.0, t2 = 0.0;
+    for (Py_ssize_t k = 0; k < bag.n; k++) {
+        int32_t id = bag.id[k];
+        long d = bag.count[k];
+        double w = v->w[id], q = v->q[id];
+        PyObject *key = v->ids[id];
+        PyObject *old = PyDict_GetItemWithError(counts, key);
+        long c = 0;
+        if (old != NULL) {
+            c = PyLong_AsLong(old);
+            if (c == -1 && PyErr_Occurred())
+                goto error;
+        } else if (PyErr_Occurred()) {
+            goto error;
+        }
+        long e = c + d;
+        if (v->sublinear) {
+            if (e < LOG_TABLE) {
+                t1 += w * LOG_TF[d];
+                t2 += q * LOG_TF_SQ[d];
+                u1 += w * (LOG_TF[e] - LOG_TF[c]);
+                u2 += q * (LOG_TF_SQ[e] - LOG_TF_SQ[c]);
+            } else {
+                double tf = log_tf(d), nw = log_tf(e), od = log_tf(c);
+                t1 += w * tf;
+                t2 += q * tf * tf;
+                u1 += w * (nw - od);
+                u2 += q * (nw * nw - od * od);
+            }
+        } else {
+            double dd = (double)d;
+            t1 += w * dd;
+            t2 += q * dd * dd;
+            u1 += w * dd;
+            u2 += q * (double)(2 * c + d) * dd;
+        }
+        PyObject *val = PyLong_FromLong(e);
+        if (val == NULL)
+            goto error;
+        int rc = PyDict_SetItem(counts, key, val);
+        Py_DECREF(val);
+        if (rc < 0)
+            goto error;
+    }
+    bag_free(&bag, stack_slot);
+    return Py_BuildValue("(dddd)", t1, t2, u1, u2);
+
+error:
+    bag_free(&bag, stack_slot);
+    return NULL;
+}
+
+static PyObject *Vocab_lookup(Vocab *v, PyObject *arg)
+{
+    if (!PyBytes_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "lookup(term: bytes)");
+        return NULL;
+    }
+    return PyLong_FromLong(vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(arg),
+                                      PyBytes_GET_SIZE(arg)));
+}
+
+static PyMethodDef Vocab_methods[] = {
+    {"update", (PyCFunction)(void (*)(void))Vocab_update, METH_FASTCALL,
+     "update(text, n_urls, counts, u1, u2) -> (t1, t2, u1, u2)"},
+    {"lookup", (PyCFunction)Vocab_lookup, METH_O, "lookup(term) -> id, or -1"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject VocabType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "models._fastscore.Vocab",
+    .tp_basicsize = sizeof(Vocab),
+    .tp_dealloc = (destructor)Vocab_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The vocabulary of a model, for the compiled scoring loop.",
+    .tp_methods = Vocab_methods,
+    .tp_init = (initproc)Vocab_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static struct PyModuleDef fastscore_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_fastscore",
+    .m_doc = "Compiled inner loop of the incremental scorer (see models/scorer.py).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__fastscore(void)
+{
+    LOG_TF[0] = 0.0;
+    LOG_TF_SQ[0] = 0.0;
+    for (long c = 1; c < LOG_TABLE; c++) {
+        LOG_TF[c] = 1.0 + log((double)c);
+        LOG_TF_SQ[c] = LOG_TF[c] * LOG_TF[c];
+    }
+    for (int c = 0; c < 128; c++) {
+        IS_ALNUM[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        LOWER[c] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : (unsigned char)c;
+    }
+    if (PyType_Ready(&VocabType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&fastscore_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&VocabType);
+    if (PyModule_AddObject(m, "Vocab", (PyObject *)&VocabType) < 0) {
+        Py_DECREF(&VocabType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "LOG_TABLE", LOG_TABLE) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,148 @@
+"""The compiled scoring loop gives the Python scorer's results, bit for bit.
+
+models/scorer.py's Python loop is the specification (and it matches
+scikit-learn, tests/test_scorer.py); the C loop in models/_fastscore.c must
+split, look up, count and add exactly as it does. These tests feed both the
+same adversarial streams (case, apostrophes straight and curly, URLs, Unicode
+letters and digits, emoji, long terms, odd whitespace) and require equal
+floats, equal counts and equal encoded state: not close, equal.
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models import scorer as scorer_module
+from models.portable import PortableModel
+from models.scorer import PURE_PYTHON_ENV, IncrementalScorer, UserState
+from tests.conftest import REPO, random_model
+from tests.test_scorer import real_posts
+
+pytestmark = pytest.mark.skipif(scorer_module._fastscore is None,
+                                reason="models._fastscore is not built (no C compiler?)")
+
+# Terms that exercise every branch of the scanner: non-ASCII letters (Latin-1,
+# BMP, astral), non-ASCII digits, apostrophes inside terms, a 40-character
+# term (the tokenizer's limit), the URL token.
+UNICODE_TERMS = ("café", "naïve", "straße", "ñandú", "i̇stanbul", "δεν", "мне", "日本語",
+                 "١٢٣", "don't", "i'm", "x" * 40, "_url_", "𝒶𝒷", "e\u0301")
+
+
+def unicode_model(sublinear: bool) -> PortableModel:
+    """A random model whose vocabulary mixes English and non-ASCII terms."""
+    base = random_model(5, vocab_size=200, sublinear=sublinear)
+    vocab = tuple(sorted(set(base.vocabulary) | set(UNICODE_TERMS)))
+    rng = np.random.default_rng(9)
+    return PortableModel(name="unicode", vocabulary=vocab,
+                         idf=rng.uniform(1.0, 6.0, len(vocab)), coef=rng.normal(0, 2, len(vocab)),
+                         intercept=-0.3, sublinear_tf=sublinear)
+
+
+MODELS = {
+    "bundled": PortableModel.load,
+    "random-raw": lambda: random_model(1, sublinear=False),
+    "unicode-raw": lambda: unicode_model(False),
+    "unicode-sublinear": lambda: unicode_model(True),
+}
+_PAIRS: dict[str, tuple[IncrementalScorer, IncrementalScorer]] = {}
+
+
+def pair(which: str) -> tuple[IncrementalScorer, IncrementalScorer]:
+    if which not in _PAIRS:
+        model = MODELS[which]()
+        _PAIRS[which] = (IncrementalScorer(model, compiled=True),
+                         IncrementalScorer(model, compiled=False))
+    return _PAIRS[which]
+
+
+PIECES = ("I", "i'm", "I’M", "don’t", "'quoted'", "it''s", "rock'n'roll", "x'", "'x", "''",
+          "http://example.com/a?b=c", "HTTPS://X.Y", "www.reddit.com/r/depression",
+          "wwW.", "xhttp://y", "http", "Café", "NAÏVE", "STRASSE", "Straße", "İstanbul",
+          "ΔΕΝ", "Мне", "日本語", "١٢٣", "😂", "👏🏻", "e\u0301", "𝒶𝒷", "\u00a0", "\u2014",
+          "\x1c", "\t", "\n\n", "_", "__init__", "snake_case", "x" * 40, "y" * 41, "x" * 41,
+          "12", "3.14", "£5", "“so”", "…", "ǅ", "ﬁne", "\ud800", "'", " ", ".", "!!")
+
+
+@st.composite
+def texts(draw) -> str:
+    words = draw(st.lists(
+        st.one_of(st.sampled_from(PIECES), st.sampled_from(UNICODE_TERMS),
+                  st.text(max_size=6),
+                  st.sampled_from(("the", "and", "depressed", "alone", "tired", "sleep"))),
+        max_size=40))
+    seps = draw(st.lists(st.sampled_from(["", " ", "  ", "\n", ",", "'", "’", "-"]),
+                         min_size=len(words), max_size=len(words)))
+    return "".join(w + s for w, s in zip(words, seps))
+
+
+def assert_same_stream(which: str, stream: list[str]) -> None:
+    fast, slow = pair(which)
+    assert fast.compiled and not slow.compiled
+    a, b = UserState(), UserState()
+    for text in stream:
+        got, want = fast.update(a, text, 1.0), slow.update(b, text, 1.0)
+        assert got == want, (which, text)
+        assert a.counts == b.counts and list(a.counts) == list(b.counts), (which, text)
+        assert (a.s1, a.s2) == (b.s1, b.s2), (which, text)
+    assert a.to_bytes() == b.to_bytes()
+
+
+@pytest.mark.parametrize("which", list(MODELS))
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=st.lists(texts(), min_size=1, max_size=8))
+def test_compiled_equals_python_on_adversarial_streams(which, stream):
+    assert_same_stream(which, stream)
+
+
+@pytest.mark.parametrize("which", ["bundled", "unicode-sublinear"])
+def test_compiled_equals_python_on_real_posts_and_long_histories(which):
+    rng = random.Random(3)
+    posts = real_posts()
+    # 1,200 writings: counts pass the 4,096 entries of the log-tf table, so the
+    # computed branch runs too.
+    stream = [rng.choice(posts) for _ in range(400)] + ["I " * 5000] * 2
+    stream += [rng.choice(posts).upper() for _ in range(400)]
+    stream += [rng.choice(posts)[: rng.randint(0, 300)] for _ in range(400)]
+    assert_same_stream(which, stream)
+
+
+def test_compiled_scorer_is_the_default_and_can_be_switched_off(bundled_model, monkeypatch):
+    assert IncrementalScorer(bundled_model).compiled
+    monkeypatch.setenv(PURE_PYTHON_ENV, "1")
+    assert not IncrementalScorer(bundled_model).compiled
+
+
+def test_without_the_extension_the_python_path_runs():
+    # A fresh interpreter where models._fastscore cannot be imported.
+    code = (
+        "import sys; sys.modules['models._fastscore'] = None\n"
+        "from models.portable import PortableModel\n"
+        "from models.scorer import IncrementalScorer, UserState, compiled_available\n"
+        "s = IncrementalScorer(PortableModel.load())\n"
+        "assert not compiled_available() and not s.compiled\n"
+        "print(round(s.update(UserState(), 'i feel so tired and alone').p_user, 12))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
+    fast = IncrementalScorer(PortableModel.load()).update(UserState(), "i feel so tired and alone")
+    assert float(out) == round(fast.p_user, 12)
+
+
+def test_vocab_rejects_bad_input():
+    from models._fastscore import Vocab
+
+    with pytest.raises(ValueError, match="same length"):
+        Vocab([b"a"], [1.0, 2.0], [1.0], b"_url_", 40, True)
+    with pytest.raises(ValueError, match="duplicate"):
+        Vocab([b"a", b"a"], [1.0, 2.0], [1.0, 1.0], b"_url_", 40, True)
+    v = Vocab([b"a", "é".encode()], [1.0, 2.0], [1.0, 1.0], b"_url_", 40, True)
+    assert (v.lookup(b"a"), v.lookup("é".encode()), v.lookup(b"b")) == (0, 1, -1)
+    with pytest.raises(TypeError):
+        v.update(b"bytes", 0, {}, 0.0, 0.0)
