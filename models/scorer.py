@@ -86,10 +86,16 @@ class UserState:
     def seen(self, submission_id: str) -> bool:
         return submission_fingerprint(submission_id) in self.recent
 
-    def remember(self, submission_id: str, window: int = DEFAULT_DEDUPE_WINDOW) -> None:
-        self.recent[submission_fingerprint(submission_id)] = None
-        while len(self.recent) > window:
-            del self.recent[next(iter(self.recent))]
+    def remember(self, submission_id: str, window: int = DEFAULT_DEDUPE_WINDOW) -> bool:
+        """Remember ``submission_id``; False if it was already in the window."""
+        fp = submission_fingerprint(submission_id)
+        recent = self.recent
+        if fp in recent:
+            return False
+        recent[fp] = None
+        while len(recent) > window:
+            del recent[next(iter(recent))]
+        return True
 
     # -- encoding (compact, versioned; used as the Beam state coder) --------------
     def to_bytes(self) -> bytes:

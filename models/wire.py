@@ -137,7 +137,8 @@ def _has_lone_surrogate(value: str) -> bool:
     return False
 
 
-def _string(obj: dict, field: str, *, required: bool, max_chars: int | None = None) -> str:
+def _string(obj: dict, field: str, *, required: bool, max_chars: int | None = None,
+            surrogates_possible: bool = True) -> str:
     if field not in obj or obj[field] is None:
         if required:
             raise ParseError("missing_field", f"'{field}' is missing")
@@ -145,7 +146,7 @@ def _string(obj: dict, field: str, *, required: bool, max_chars: int | None = No
     value = obj[field]
     if not isinstance(value, str):
         raise ParseError("wrong_type", f"'{field}' must be a string, got {type(value).__name__}")
-    if _has_lone_surrogate(value):
+    if surrogates_possible and _has_lone_surrogate(value):
         # Valid JSON ("\ud800") but not Unicode text: no store or sink can encode it.
         raise ParseError("invalid_utf8", f"'{field}' holds a lone UTF-16 surrogate")
     if "\x00" in value and max_chars is None:
@@ -154,7 +155,9 @@ def _string(obj: dict, field: str, *, required: bool, max_chars: int | None = No
     if max_chars is not None:
         if not value.strip():
             raise ParseError("invalid_value", f"'{field}' is empty")
-        if len(value) > max_chars or any(c.isspace() or not c.isprintable() for c in value):
+        # Every whitespace character but " " is non-printable, so this says
+        # "no whitespace and nothing non-printable" in two C-speed scans.
+        if len(value) > max_chars or not value.isprintable() or " " in value:
             raise ParseError("invalid_value", f"'{field}' is not a valid identifier")
     return value
 
@@ -172,11 +175,15 @@ def parse_submission(
         raise ParseError(
             "too_large", f"{size} bytes exceeds the limit of {limits.max_message_bytes}"
         )
+    # Text decoded from UTF-8 holds no lone surrogate; only a JSON escape
+    # ("\ud800") can put one in, so without "\u" no field needs the check.
+    surrogates = True
     if isinstance(payload, bytes):
         try:
             payload = payload.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ParseError("invalid_utf8", str(e)) from None
+        surrogates = "\\u" in payload
     try:
         obj = json.loads(payload)
     except RecursionError:
@@ -186,8 +193,10 @@ def parse_submission(
     if not isinstance(obj, dict):
         raise ParseError("not_an_object", f"top level is a JSON {type(obj).__name__}")
 
-    sub_id = _string(obj, "id", required=True, max_chars=_MAX_ID_CHARS)
-    author = _string(obj, "author", required=True, max_chars=_MAX_NAME_CHARS)
+    sub_id = _string(obj, "id", required=True, max_chars=_MAX_ID_CHARS,
+                     surrogates_possible=surrogates)
+    author = _string(obj, "author", required=True, max_chars=_MAX_NAME_CHARS,
+                     surrogates_possible=surrogates)
     if author in _REMOVED:
         raise ParseError("deleted_author", "author was deleted; writing cannot be attributed")
     if "created_utc" not in obj or obj["created_utc"] is None:
@@ -199,12 +208,12 @@ def parse_submission(
             "timestamp_out_of_range",
             f"created_utc {created!r} is before Reddit existed or in the future",
         )
-    kind = _string(obj, "kind", required=True)
+    kind = _string(obj, "kind", required=True, surrogates_possible=surrogates)
     if kind not in KINDS:
         raise ParseError("invalid_value", f"'kind' must be one of {KINDS}, got {kind[:40]!r}")
-    subreddit = _string(obj, "subreddit", required=True)
-    title = _string(obj, "title", required=False)
-    body = _string(obj, "body", required=False)
+    subreddit = _string(obj, "subreddit", required=True, surrogates_possible=surrogates)
+    title = _string(obj, "title", required=False, surrogates_possible=surrogates)
+    body = _string(obj, "body", required=False, surrogates_possible=surrogates)
     if title.strip() in _REMOVED:
         title = ""
     if body.strip() in _REMOVED:

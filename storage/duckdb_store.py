@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import threading
 from collections.abc import Iterable, Sequence
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -94,12 +95,12 @@ def close_all() -> None:
 atexit.register(close_all)
 
 
-def _arrow_table(table: Table, rows: Sequence[dict[str, Any]]):
+def _arrow_table(table: Table, columns: dict[str, list]):
     import pyarrow as pa
 
     arrays = []
     for c in table.columns:
-        values = [r.get(c.name) for r in rows] if c.nullable else [r[c.name] for r in rows]
+        values = columns[c.name]
         if c.type == "TIMESTAMP":
             micros = pa.array([None if v is None else round(v * 1_000_000) for v in values],
                               type=pa.int64())
@@ -111,6 +112,19 @@ def _arrow_table(table: Table, rows: Sequence[dict[str, Any]]):
         else:
             arrays.append(pa.array(values, type=pa.string()))
     return pa.Table.from_arrays(arrays, names=[c.name for c in table.columns])
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: Table, columns: dict[str, list]) -> None:
+    batch = _arrow_table(table, columns)
+    cols = ", ".join(c.name for c in table.columns)
+    with _lock:
+        con.register("_earlyrisk_batch", batch)
+        try:
+            con.execute(
+                f"INSERT OR IGNORE INTO {table.name} ({cols}) SELECT {cols} FROM _earlyrisk_batch"
+            )
+        finally:
+            con.unregister("_earlyrisk_batch")
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table_name: str,
@@ -125,16 +139,31 @@ def insert_rows(con: duckdb.DuckDBPyConnection, table_name: str,
         unique.setdefault(tuple(r[k] for k in table.primary_key), r)
     if not unique:
         return 0
-    batch = _arrow_table(table, list(unique.values()))
-    cols = ", ".join(c.name for c in table.columns)
-    with _lock:
-        con.register("_earlyrisk_batch", batch)
-        try:
-            con.execute(
-                f"INSERT OR IGNORE INTO {table.name} ({cols}) SELECT {cols} FROM _earlyrisk_batch"
-            )
-        finally:
-            con.unregister("_earlyrisk_batch")
+    kept = list(unique.values())
+    _insert(con, table, {c.name: [r.get(c.name) for r in kept] if c.nullable
+                         else [r[c.name] for r in kept] for c in table.columns})
+    return len(unique)
+
+
+def insert_records(con: duckdb.DuckDBPyConnection, table_name: str,
+                   records: Sequence[Any]) -> int:
+    """:func:`insert_rows` for records (objects with one attribute per column).
+
+    The pipeline's sink path: columns are read straight off the records, with
+    no dict per row.
+    """
+    table = TABLES[table_name]
+    key = attrgetter(*table.primary_key)
+    first: dict[Any, Any] = {}
+    for r in records:
+        first.setdefault(key(r), r)  # the first of each key wins, as in insert_rows
+    if not first:
+        return 0
+    unique = list(first.values())
+    names = [c.name for c in table.columns]
+    values = zip(*map(attrgetter(*names), unique)) if len(names) > 1 else [
+        [getattr(r, names[0]) for r in unique]]
+    _insert(con, table, dict(zip(names, map(list, values))))
     return len(unique)
 
 

@@ -132,7 +132,7 @@ class _DuckDBWriteFn(beam.DoFn):
         self._table = table
         self._batch_size = batch_size
         self._budget = retry_budget_s
-        self._rows: list[dict[str, Any]] = []
+        self._rows: list[Any] = []  # records, turned into columns at flush
         self._written = Metrics.counter("earlyrisk", f"written.{table}")
         self._rejected = Metrics.counter("earlyrisk", "sink_rejected")
         self._retries = Metrics.counter("earlyrisk", "sink_retries")
@@ -160,21 +160,22 @@ class _DuckDBWriteFn(beam.DoFn):
         self._rows = []
 
     def process(self, record) -> None:
-        self._rows.append(to_row(record))
-        if len(self._rows) >= self._batch_size:
+        rows = self._rows
+        rows.append(record)
+        if len(rows) >= self._batch_size:
             self._flush()
 
     def finish_bundle(self) -> None:
         self._flush()
 
     def _flush(self) -> None:
-        from storage.duckdb_store import insert_rows
+        from storage.duckdb_store import insert_records
 
         if not self._rows:
             return
         rows, what = self._rows, f"writing {self._table} to {self._path}"
         try:
-            self._written.inc(self._retry(lambda: insert_rows(self._con, self._table, rows),
+            self._written.inc(self._retry(lambda: insert_records(self._con, self._table, rows),
                                           what))
         except SinkUnavailableError:
             raise
@@ -185,11 +186,11 @@ class _DuckDBWriteFn(beam.DoFn):
             for row in rows:
                 try:
                     self._written.inc(self._retry(
-                        lambda r=row: insert_rows(self._con, self._table, [r]), what))
+                        lambda r=row: insert_records(self._con, self._table, [r]), what))
                 except SinkUnavailableError:
                     raise
                 except Exception as e:
-                    self._reject(row, e)
+                    self._reject(to_row(row), e)
         self._rows = []
 
     def _reject(self, row: dict[str, Any], error: Exception) -> None:
