@@ -21,6 +21,7 @@ from apache_beam.transforms.window import TimestampedValue
 from models.records import DeadLetter, Submission
 from models.wire import ParseError, ParseLimits, Pseudonymizer, parse_submission
 from pipelines import progress
+from transforms.beam_tuning import CachedSignatures
 from transforms.sources import RawMessage
 
 DEAD_LETTERS = "dead_letters"
@@ -112,7 +113,7 @@ class KeySource:
         )
 
 
-class _ParseFn(beam.DoFn):
+class _ParseFn(CachedSignatures, beam.DoFn):
     def __init__(self, keys: KeySource, limits: ParseLimits) -> None:
         self._keys = keys
         self._limits = limits

@@ -129,7 +129,7 @@ def alert_id(user_id: str, model_version: str, policy: str, seq: int) -> str:
     return hashlib.sha256(f"{user_id}|{model_version}|{policy}|{seq}".encode()).hexdigest()[:24]
 
 
-class _ScoreUserDoFn(beam.DoFn):
+class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
     USER_STATE = ReadModifyWriteStateSpec("user_state", UserStateCoder())
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
 

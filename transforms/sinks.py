@@ -33,6 +33,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from models.records import PIPELINE_TABLES, to_row
+from transforms.beam_tuning import CachedSignatures
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -123,7 +124,7 @@ def parse_sink_uri(uri: str) -> tuple[str, str]:
                        "(supported: duckdb://, bigquery://)")
 
 
-class _DuckDBWriteFn(beam.DoFn):
+class _DuckDBWriteFn(CachedSignatures, beam.DoFn):
     """Buffers rows and inserts them in batches; flushes at bundle end."""
 
     def __init__(self, path: str, table: str, batch_size: int = 10_000,

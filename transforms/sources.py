@@ -155,7 +155,7 @@ class ReadFromPubSubSource(beam.PTransform):
         )
 
 
-class _PubSubToRawFn(beam.DoFn):
+class _PubSubToRawFn(beam_tuning.CachedSignatures, beam.DoFn):
     def __init__(self) -> None:
         self._read = Metrics.counter("earlyrisk", "read")
 
