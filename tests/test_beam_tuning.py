@@ -21,6 +21,7 @@ def test_cached_signatures_answer_what_beam_would(monkeypatch):
     assert DoFnSignature(dofn).is_stateful_dofn()
 
     # Later bundles never inspect again.
+    DoFnSignature(_DuckDBWriteFn("/tmp/x.duckdb", "scores"))
     calls = []
     real = core.get_function_args_defaults
     monkeypatch.setattr(core, "get_function_args_defaults",
