@@ -100,10 +100,13 @@ def table(r: dict) -> str:
     lines = []
     sc = r.get("scorer")
     if sc:
-        lines.append("== scorer (CPU time, one core)")
-        lines.append(f"{'texts':<10}{'mean chars':>12}{'subs/s':>12}{'us/sub':>10}")
-        for kind, t in sc["throughput"].items():
-            lines.append(f"{kind:<10}{_fmt(t['mean_chars']):>12}{_fmt(t['per_s']):>12}"
+        path = "compiled loop" if sc.get("compiled") else "pure Python"
+        lines.append(f"== scorer (CPU time, one core, {path})")
+        lines.append(f"{'texts':<18}{'mean chars':>12}{'subs/s':>12}{'us/sub':>10}")
+        rows = list(sc["throughput"].items())
+        rows += [(f"{k} (pure Python)", t) for k, t in sc.get("python_throughput", {}).items()]
+        for kind, t in rows:
+            lines.append(f"{kind:<18}{_fmt(t['mean_chars']):>12}{_fmt(t['per_s']):>12}"
                          f"{_fmt(t['us_per_submission']):>10}")
         lines.append(f"{'texts':<10}{'history':>8}{'incr. us':>12}{'paper us':>12}"
                      f"{'speed-up':>10}")

@@ -5,7 +5,9 @@ load on the machine changes them little; the baseline runs in the same
 process on the same texts, so the ratio is the figure to trust.
 
 * throughput: ``IncrementalScorer.update`` over a stream of texts spread
-  over many users (one core, no Beam);
+  over many users (one core, no Beam), with the compiled loop
+  (models/_fastscore.c) when it is built, and beside it the pure-Python path
+  on the mixed texts (the two give identical results);
 * cost by history: the time of one more writing for users who have already
   written 10, 100, 500 or 1000 writings, for the incremental scorer and for
   the paper's method (accumulated count vector -> scikit-learn tf-idf
@@ -136,10 +138,14 @@ def run(quick: bool = False, model: PortableModel | None = None) -> dict:
     model = model or PortableModel.load()
     scorer = IncrementalScorer(model)
     n = 5_000 if quick else 50_000
-    out: dict = {"throughput": {}, "by_history": {}}
+    out: dict = {"compiled": scorer.compiled, "throughput": {}, "by_history": {}}
     for kind in corpus.KINDS:
         out["throughput"][kind] = throughput(scorer, corpus.texts(kind, n), repeat=1 if quick
                                              else 3)
+    if scorer.compiled:
+        python = IncrementalScorer(model, compiled=False)
+        out["python_throughput"] = {"mix": throughput(python, corpus.texts("mix", n),
+                                                      repeat=1 if quick else 3)}
     histories = (10, 100) if quick else HISTORIES
     for kind in ("comments", "posts"):
         out["by_history"][kind] = cost_by_history(
