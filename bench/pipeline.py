@@ -6,9 +6,9 @@ Both pipelines read the same synthetic wire-format file on the FnApiRunner
 * ``earlyrisk``: the screening pipeline as ``earlyrisk run`` builds it
   (read, parse, per-user scoring, alerts, writing scores, alerts, writings
   and dead letters into a fresh DuckDB file);
-* ``ceiling``: the same shape up to the stateful step (read, parse, key by
-  user) into a stateful DoFn that only reads and writes a tiny state value and
-  emits nothing: what Beam itself costs per element here.
+* ``ceiling``: the same shape up to the stateful step (read, parse, batch by
+  user as ``ScoreUsers`` does) into a stateful DoFn that only reads and
+  writes a tiny state value and emits nothing: what Beam itself costs here.
 
 Each is run ``repeat`` times alternately; the best wall time counts. CPU time
 of this process is reported beside wall time since the machine may be shared.
@@ -30,6 +30,7 @@ from models.records import Submission
 from pipelines.screening import run as run_screening
 from transforms import beam_tuning
 from transforms.parse import SUBMISSIONS, KeySource, ParseSubmissions
+from transforms.scoring import BatchByUser
 from transforms.sources import ReadSubmissions
 
 
@@ -47,17 +48,14 @@ class _EmptyStatefulDoFn(beam.DoFn):
         return iter(())
 
 
-def _key(sub: Submission) -> tuple[str, Submission]:
-    return sub.user_id, sub
-
-
 def run_ceiling(input_path: str) -> None:
     options = PipelineOptions(["--runner", "DirectRunner"])
     with beam.Pipeline(options=options) as p:
         subs = (p | "Read" >> ReadSubmissions(f"file://{input_path}")
                 | "Parse" >> ParseSubmissions(KeySource()))[SUBMISSIONS]
         (subs
-         | "KeyByUser" >> beam.Map(_key).with_output_types(tuple[str, Submission])
+         | "BatchByUser" >> beam.ParDo(BatchByUser())
+         .with_output_types(tuple[str, list[Submission]])
          | "Empty" >> beam.ParDo(_EmptyStatefulDoFn()))
 
 
