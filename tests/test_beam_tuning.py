@@ -49,3 +49,58 @@ def test_other_missing_attributes_still_raise():
             pass
         else:
             raise AssertionError(f"{name} should not exist")
+
+
+def test_direct_timer_scan_skips_only_when_nothing_can_be_due():
+    from apache_beam.runners.direct.watermark_manager import _TransformWatermarks
+    from apache_beam.transforms.timeutil import TimeDomain
+    from apache_beam.transforms.trigger import InMemoryUnmergedState
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import Timestamp
+
+    from transforms import beam_tuning
+
+    assert beam_tuning.install_direct_timer_scan()
+
+    class Clock:
+        def time(self) -> float:
+            return 0.0
+
+    states: dict = {}
+    tw = _TransformWatermarks(Clock(), states, transform=None)
+    tw._input_watermark = Timestamp(100)
+    later = InMemoryUnmergedState()
+    later.set_timer(GlobalWindow(), "user/expiry", TimeDomain.WATERMARK, Timestamp(200))
+    states[b"u1"] = later
+    assert tw.extract_transform_timers() == ([], False)
+
+    # Same watermark, no commit with a due timer: the scan is skipped (a timer
+    # slipped in without a commit is not looked for)...
+    due = InMemoryUnmergedState()
+    due.set_timer(GlobalWindow(), "user/expiry", TimeDomain.WATERMARK, Timestamp(50))
+    states[b"u2"] = due
+    assert tw.extract_transform_timers() == ([], False)
+    # ... a commit that may carry a due timer makes the next call scan ...
+    assert beam_tuning._has_due_timer([due], Timestamp(100))
+    assert not beam_tuning._has_due_timer([later], Timestamp(100))
+    beam_tuning._commits_with_due_timers[0] += 1
+    fired, _ = tw.extract_transform_timers()
+    assert [(f.encoded_key, f.timestamp) for f in fired] == [(b"u2", Timestamp(50))]
+    # ... and so does a watermark that moved.
+    states.pop(b"u2")
+    tw._input_watermark = Timestamp(300)
+    fired, _ = tw.extract_transform_timers()
+    assert [(f.encoded_key, f.timestamp) for f in fired] == [(b"u1", Timestamp(200))]
+
+
+def test_processing_time_timers_always_count_as_due():
+    from apache_beam.transforms.timeutil import TimeDomain
+    from apache_beam.transforms.trigger import InMemoryUnmergedState
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.timestamp import Timestamp
+
+    from transforms import beam_tuning
+
+    st = InMemoryUnmergedState()
+    st.set_timer(GlobalWindow(), "user/t", TimeDomain.REAL_TIME, Timestamp(10**9))
+    assert beam_tuning._has_due_timer([st], Timestamp(0))

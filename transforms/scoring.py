@@ -314,6 +314,10 @@ class ScoreUsers(beam.PTransform):
                                   store_text)
 
     def expand(self, submissions):
+        # Local streaming runs: the DirectRunner scans every user's expiry timer
+        # only when one can be due (see transforms.beam_tuning); other runners
+        # are unaffected.
+        beam_tuning.install_direct_timer_scan()
         results = (
             submissions
             | "BatchByUser" >> beam.ParDo(BatchByUser())
