@@ -292,19 +292,17 @@ class IncrementalScorer:
         t1 = t2 = 0.0
         u1 = state.s1
         u2 = state.s2
+        counted, terms = self._key_counts(norm, n_urls)
+        lookup = terms.get
+        # In-vocabulary (id, coef * idf, idf**2) and count, in order of first appearance.
+        found = [(t, d) for k, d in counted.items() if (t := lookup(k)) is not None]
+        get = counts.get
         if self._sublinear:
             # x_t = 1 + ln(c_t): update by the difference of old and new tf.
             # Table lookups for tf and tf**2 (counts past the table are rare and
-            # computed); one (coef * idf, idf**2) pair per term.
+            # computed).
             table, sq, n_table = _LOG_TF, _LOG_TF_SQ, len(_LOG_TF)
-            get = counts.get
-            counted, terms = self._key_counts(norm, n_urls)
-            lookup = terms.get
-            for k, d in counted.items():
-                t = lookup(k)
-                if t is None:
-                    continue  # out of vocabulary
-                i, w, q = t
+            for (i, w, q), d in found:
                 c = get(i, 0)
                 e = c + d
                 if e < n_table:
@@ -322,14 +320,8 @@ class IncrementalScorer:
                     u2 += q * (new * new - old * old)
                 counts[i] = e
         else:
-            counted, terms = self._key_counts(norm, n_urls)
-            lookup = terms.get
-            for k, d in counted.items():
-                t = lookup(k)
-                if t is None:
-                    continue  # out of vocabulary
-                i, w, q = t
-                c = counts.get(i, 0)
+            for (i, w, q), d in found:
+                c = get(i, 0)
                 t1 += w * d
                 t2 += q * d * d
                 u1 += w * d
