@@ -82,12 +82,40 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
                 argv.append(f"--{key}")
         else:
             argv += [f"--{key}", str(value)]
+    # A failing DoFn is logged by Beam with its traceback before the run
+    # raises; the reason is printed below (or the traceback, for a bug).
+    beam_log = logging.getLogger("apache_beam.runners.common")
+    level = beam_log.level
+    beam_log.setLevel(logging.CRITICAL)
     try:
         summary = run(argv, show_progress=False if args.no_progress else None)
     except OptionsError as e:
         raise UsageError(str(e)) from None
+    except Exception as e:
+        reason = _run_failure(e)
+        if reason is None:
+            raise  # not an operational failure: a bug, keep the traceback
+        print(f"earlyrisk: error: {reason}", file=sys.stderr)
+        return 1
+    finally:
+        beam_log.setLevel(level)
     print("\n".join(summary.lines()))
     return 0 if summary.balanced else 1
+
+
+def _run_failure(e: Exception) -> str | None:
+    """A one-line reason for a run that failed for an operational reason, else None."""
+    import duckdb
+
+    from transforms.sinks import SinkUnavailableError
+
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, SinkUnavailableError):
+        return (f"{first}; nothing after the last written bundle was acknowledged, "
+                "so running again resumes without loss")
+    if isinstance(e, duckdb.Error):
+        return f"DuckDB store: {first}"
+    return None
 
 
 # -- train -----------------------------------------------------------------------
