@@ -181,3 +181,37 @@ def test_cli_until_caught_up(tmp_path: Path, capsys) -> None:
         assert re.search(r"dead-lettered\s+1 ", out)
         assert "read = scored + dead-lettered" in out
         assert committed_offsets(bootstrap, TOPIC, "cli") == per_partition
+
+
+def test_an_unreachable_broker_is_one_line_not_a_log_flood(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    # Nothing listens on port 1: librdkafka retries (and used to log) many times a second.
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", "--input",
+         "kafka://127.0.0.1:1/submissions", "--output", f"duckdb://{tmp_path}/k.duckdb",
+         "--until-caught-up", "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "broker not reachable" in lines[0], proc.stderr[-2000:]
+
+
+def test_repeated_librdkafka_messages_are_logged_once_a_minute() -> None:
+    import logging
+
+    from transforms.kafka_io import _RepeatFilter
+
+    f = _RepeatFilter(every_s=60)
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("confluent_kafka", logging.ERROR, __file__, 1, msg, None, None)
+
+    fail = ("FAIL [rdkafka#consumer-1]: Connect to ipv4#127.0.0.1:1 failed "
+            "(after {}ms in state CONNECT)")
+    assert f.filter(record(fail.format(0)))
+    assert not f.filter(record(fail.format(3)))  # the same failure, another retry
+    assert f.filter(record("FAIL [rdkafka#consumer-1]: another broker down"))

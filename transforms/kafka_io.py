@@ -38,6 +38,7 @@ really ends (on Apache Kafka the probe finds nothing and costs one fetch).
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -104,7 +105,43 @@ class PartitionRead:
     stop: int | None
 
 
-def _consumer_config(bootstrap: str, group: str) -> dict:
+class _RepeatFilter(logging.Filter):
+    """Log each distinct librdkafka message at most once per ``every_s``.
+
+    librdkafka logs a failing connection again on every reconnect attempt
+    (several per second): a broker that is down would flood the log. The
+    varying part ("after 3ms in state CONNECT") is ignored when comparing.
+    """
+
+    _VARYING = re.compile(r"\(after \d+ms[^)]*\)|\d+ms")
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        super().__init__()
+        self._every = every_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = self._VARYING.sub("", record.getMessage())
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self._every:
+            return False
+        if len(self._last) > 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+_KAFKA_LOG = logging.getLogger("confluent_kafka")
+_KAFKA_LOG.addFilter(_RepeatFilter())
+# Pre-flight calls (topic check, planning reads) report failure themselves, in
+# one line: librdkafka's own retries there are not worth a log line.
+_PREFLIGHT_LOG = logging.getLogger("earlyrisk.kafka.preflight")
+_PREFLIGHT_LOG.setLevel(logging.CRITICAL)
+_PREFLIGHT_LOG.propagate = False
+
+
+def _consumer_config(bootstrap: str, group: str, quiet: bool = False) -> dict:
     return {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -113,14 +150,14 @@ def _consumer_config(bootstrap: str, group: str) -> dict:
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
         "socket.timeout.ms": 10_000,
-        "logger": logging.getLogger("confluent_kafka"),
+        "logger": _PREFLIGHT_LOG if quiet else _KAFKA_LOG,
     }
 
 
-def _consumer(bootstrap: str, group: str):
+def _consumer(bootstrap: str, group: str, quiet: bool = False):
     from confluent_kafka import Consumer
 
-    return Consumer(_consumer_config(bootstrap, group))
+    return Consumer(_consumer_config(bootstrap, group, quiet))
 
 
 def _true_end(consumer, topic: str, partitions: list[int], reported: dict[int, int]
@@ -148,7 +185,7 @@ def _true_end(consumer, topic: str, partitions: list[int], reported: dict[int, i
 
 def check_topic(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int:
     """Number of partitions of ``topic``; KafkaError if the broker or topic is missing."""
-    consumer = _consumer(bootstrap, DEFAULT_GROUP)
+    consumer = _consumer(bootstrap, DEFAULT_GROUP, quiet=True)
     try:
         return len(_partitions(consumer, bootstrap, topic, timeout_s))
     finally:
@@ -177,7 +214,7 @@ def plan_reads(bootstrap: str, topic: str, group: str = DEFAULT_GROUP,
 
     if start not in START_POSITIONS:
         raise ValueError(f"start must be one of {START_POSITIONS}, got {start!r}")
-    consumer = _consumer(bootstrap, group)
+    consumer = _consumer(bootstrap, group, quiet=True)
     try:
         partitions = _partitions(consumer, bootstrap, topic, timeout_s)
         low: dict[int, int] = {}
