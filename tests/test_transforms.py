@@ -79,3 +79,29 @@ def test_score_users_matches_core_scorer_and_alerts_once():
         assert_that(out[ALERTS] | beam.Map(lambda a: (a.user_id, a.alert_seq, a.writings_seen)),
                     equal_to([("alice", 1, 1), ("bob", 1, 1)]), label="Alerts")
         assert_that(out[WRITINGS], is_not_empty(), label="Writings")
+
+
+def test_batch_by_user_keeps_every_submission_in_order_when_it_flushes_early():
+    from models.records import Submission
+    from transforms.scoring import BatchByUser
+
+    subs = [Submission(id=f"s{i}", user_id=f"u{i % 3}", created_utc=1_600_000_000.0 + i,
+                       kind="comment", subreddit="r", title="", body="x") for i in range(20)]
+    with TestPipeline(options=PipelineOptions(["--runner", "DirectRunner"])) as p:
+        batches = (p | beam.Create(subs, reshuffle=False)
+                   | beam.ParDo(BatchByUser(max_held=4)))
+        # Flushing every 4 submissions still hands each one over exactly once.
+        per_user = (batches
+                    | beam.Map(lambda kv: (kv[0], [s.id for s in kv[1]]))
+                    | beam.CombinePerKey(lambda lists: [i for ids in lists for i in ids])
+                    | beam.Map(lambda kv: (kv[0], sorted(kv[1], key=lambda i: int(i[1:])))))
+        assert_that(per_user, equal_to([
+            (f"u{u}", [f"s{i}" for i in range(20) if i % 3 == u]) for u in range(3)]),
+            label="AllOnce")
+        sizes = batches | beam.Map(lambda kv: len(kv[1]))
+        assert_that(sizes | beam.CombineGlobally(sum), equal_to([20]), label="Total")
+        assert_that(sizes | beam.CombineGlobally(max), equal_to([2]), label="EarlyFlush")
+        # Within a batch, submissions keep their arrival order.
+        ordered = batches | beam.Map(lambda kv: [int(s.id[1:]) for s in kv[1]])
+        assert_that(ordered | beam.Map(lambda ids: ids == sorted(ids))
+                    | beam.CombineGlobally(all), equal_to([True]), label="InOrder")
