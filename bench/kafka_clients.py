@@ -1,6 +1,6 @@
 """Kafka client throughput against a local Tansu broker: confluent-kafka vs kafka-python.
 
-Run: ``python -m bench.kafka_clients [N]``. Starts Tansu (tests/services.py),
+Run: ``python -m bench.kafka_clients [N]``. Starts Tansu (bench/services.py),
 produces N messages (default 20,000, ~430 bytes) to a 2-partition topic with
 each client and consumes them back, printing messages per second. kafka-python
 is measured only if installed (``pip install kafka-python``); the pipeline uses
@@ -13,7 +13,7 @@ import json
 import sys
 import time
 
-from tests.services import tansu
+from bench.services import tansu
 
 PAYLOAD = json.dumps({"id": "x" * 10, "body": "y" * 400}).encode()
 

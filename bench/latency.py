@@ -14,69 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from bench import corpus
+from bench import corpus, services
 
-PUBSUB_EMULATOR_BIN = Path(os.environ.get(
-    "PUBSUB_EMULATOR_BIN",
-    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"))
 PROJECT = "bench-project"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def emulator(timeout_s: float = 60) -> Iterator[str]:
-    """Run the Pub/Sub emulator; yields its host and sets PUBSUB_EMULATOR_HOST."""
-    port = _free_port()
-    log = Path(tempfile.mkdtemp(prefix="earlyrisk-bench-pubsub-")) / "emulator.log"
-    with open(log, "wb") as out:
-        # Own session: the launcher is a shell script that starts java.
-        proc = subprocess.Popen([str(PUBSUB_EMULATOR_BIN), "--host=127.0.0.1",
-                                 f"--port={port}"], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"Pub/Sub emulator exited; log: {log}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Pub/Sub emulator not up after {timeout_s:.0f} s; log: {log}")
-            time.sleep(0.1)
-        os.environ["PUBSUB_EMULATOR_HOST"] = f"127.0.0.1:{port}"
-        yield f"127.0.0.1:{port}"
-    finally:
-        if previous is None:
-            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        else:
-            os.environ["PUBSUB_EMULATOR_HOST"] = previous
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 class _Watcher(threading.Thread):
@@ -117,8 +65,8 @@ def run(quick: bool = False, rate: int | None = None, duration_s: float | None =
         poll_s: float = 0.05, say: Callable[[str], None] = lambda _m: None) -> dict:
     rate = rate or (100 if quick else 500)
     duration_s = duration_s or (10 if quick else 60)
-    if not os.access(PUBSUB_EMULATOR_BIN, os.X_OK):
-        return {"skipped": f"Pub/Sub emulator not installed at {PUBSUB_EMULATOR_BIN} "
+    if not services.pubsub_emulator_available():
+        return {"skipped": f"Pub/Sub emulator not installed at {services.PUBSUB_EMULATOR_BIN} "
                            "(Debian package google-cloud-cli-pubsub-emulator)"}
     import apache_beam as beam
     from google.cloud import pubsub_v1
@@ -129,7 +77,8 @@ def run(quick: bool = False, rate: int | None = None, duration_s: float | None =
 
     n = int(rate * duration_s)
     msgs = _messages(n, max(1, n // 10))
-    with emulator(), tempfile.TemporaryDirectory(prefix="earlyrisk-bench-lat-") as tmp:
+    with services.pubsub_emulator(), \
+            tempfile.TemporaryDirectory(prefix="earlyrisk-bench-lat-") as tmp:
         publisher = pubsub_v1.PublisherClient()
         subscriber = pubsub_v1.SubscriberClient()
         topic = publisher.topic_path(PROJECT, "submissions")

@@ -9,7 +9,6 @@ clear message only when that script has not been run.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import urllib.error
@@ -18,17 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.services import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("BQEMU_VENV", REPO / ".venv-bqemulator"))
 BINARY = VENV / "bin" / "bqemulator"
 PROJECT = "demo-project"
 START_TIMEOUT_S = 120.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ready(rest: int) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bench.services import scoped_env
 from models.portable import PortableModel
 from tests import bqemulator
 
@@ -65,13 +66,5 @@ def bq_emulator(tmp_path_factory):
         pytest.skip(f"bqemulator not installed at {bqemulator.BINARY}: run "
                     "'bash deploy/local/install-bqemulator.sh' (make test does)")
     log = tmp_path_factory.mktemp("bqemulator") / "bqemulator.log"
-    previous = os.environ.get("BIGQUERY_EMULATOR_HOST")
-    with bqemulator.running_emulator(log) as host:
-        os.environ["BIGQUERY_EMULATOR_HOST"] = host
-        try:
-            yield host
-        finally:
-            if previous is None:
-                os.environ.pop("BIGQUERY_EMULATOR_HOST", None)
-            else:
-                os.environ["BIGQUERY_EMULATOR_HOST"] = previous
+    with bqemulator.running_emulator(log) as host, scoped_env("BIGQUERY_EMULATOR_HOST", host):
+        yield host

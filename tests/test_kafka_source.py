@@ -19,7 +19,7 @@ import pytest
 from corpora.simulate import SIMULATED_DIR
 from pipelines.screening import run
 from storage.duckdb_store import connect_readonly
-from tests.services import tansu
+from tests.services import produce_round_robin, tansu
 from transforms.kafka_io import committed_offsets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,20 +42,7 @@ def _messages() -> list[bytes]:
 
 def _produce(bootstrap: str, payloads: list[bytes], create: bool = False) -> dict[int, int]:
     """Produce round-robin over 2 partitions; returns messages per partition."""
-    from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    if create:
-        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until done
-        for f in admin.create_topics([NewTopic(TOPIC, 2, 1)]).values():
-            f.result(timeout=15)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    counts = {0: 0, 1: 0}
-    for i, payload in enumerate(payloads):
-        producer.produce(TOPIC, payload, partition=i % 2)
-        counts[i % 2] += 1
-    assert producer.flush(15) == 0
-    return counts
+    return produce_round_robin(bootstrap, TOPIC, payloads, create=create, flush_timeout_s=15)
 
 
 def _argv(bootstrap: str, db: Path, *extra: str) -> list[str]:

@@ -23,7 +23,7 @@ import pytest
 
 from corpora.simulate import SIMULATED_DIR
 from pipelines.screening import run
-from tests.services import tansu
+from tests.services import produce_round_robin, tansu
 from transforms.kafka_io import committed_offsets
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,19 +47,7 @@ def _payloads() -> list[bytes]:
 
 
 def _produce(bootstrap: str, payloads: list[bytes]) -> dict[int, int]:
-    from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for f in admin.create_topics([NewTopic(TOPIC, 2, 1)]).values():
-        f.result(timeout=15)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-    counts = {0: 0, 1: 0}
-    for i, payload in enumerate(payloads):
-        producer.produce(TOPIC, payload, partition=i % 2)
-        counts[i % 2] += 1
-    assert producer.flush(30) == 0
-    return counts
+    return produce_round_robin(bootstrap, TOPIC, payloads, create=True, flush_timeout_s=30)
 
 
 def _argv(bootstrap: str, db: Path) -> list[str]:

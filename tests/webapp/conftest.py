@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.services import free_port
 from corpora.simulate import SIMULATED_DIR
 from webapp.auth import hash_password
 
@@ -66,12 +66,6 @@ def review_db(pipeline_db, tmp_path) -> Path:
     path = tmp_path / "review.duckdb"
     shutil.copyfile(pipeline_db, path)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
