@@ -48,7 +48,7 @@ typedef struct {
     uint64_t mask;        /* table size - 1 (a power of two) */
     int32_t *slot_id;     /* term id per slot, -1 if empty */
     uint64_t *slot_hash;
-    const char **term;    /* term bytes per id (into blob), NULL if not ASCII */
+    const char **term;    /* term bytes per id (into blob) */
     int32_t *term_len;
     char *blob;
     double *w;            /* coef * idf per id */
@@ -131,10 +131,8 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
     Py_ssize_t blob_size = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *t = PyList_GET_ITEM(terms, i);
-        if (t == Py_None)
-            continue;
         if (!PyBytes_Check(t)) {
-            PyErr_SetString(PyExc_TypeError, "terms must be bytes or None");
+            PyErr_SetString(PyExc_TypeError, "terms must be bytes");
             return -1;
         }
         blob_size += PyBytes_GET_SIZE(t);
@@ -168,8 +166,6 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
         if (!v->ids[i])
             return -1;
         PyObject *t = PyList_GET_ITEM(terms, i);
-        if (t == Py_None)
-            continue;
         Py_ssize_t len = PyBytes_GET_SIZE(t);
         memcpy(pos, PyBytes_AS_STRING(t), len);
         if (vocab_find(v, (const unsigned char *)pos, len) >= 0) {
