@@ -410,6 +410,7 @@ def train(
         "cv_f1": best["f1"],
         "class_weight": config.class_weight,
         "min_df": config.min_df,
+        "max_control_share": config.max_control_share,
         "seed": config.seed,
         "n_users": len(users),
         "n_positive": int(labels.sum()),

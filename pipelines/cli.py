@@ -1,7 +1,7 @@
 """``earlyrisk``: the one command-line entry point.
 
 Subcommands: ``run`` (the screening pipeline), ``train`` (fit and save a
-portable model), ``simulate`` (rebuild the simulated user streams), ``sql``
+portable model), ``model show`` (a model's card), ``simulate`` (rebuild the simulated user streams), ``sql``
 (query the embedded store), ``serve`` (the expert review web app), ``bench``
 (performance measurements, see docs/PERFORMANCE.md).
 ``earlyrisk SUBCOMMAND --help`` documents each.
@@ -126,63 +126,169 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train and save a portable model",
-        description="Train the model: one document per user, tf-idf, L1 logistic regression, "
-        "C (and raw vs sublinear tf) by stratified k-fold CV on F1, refit on all users. "
-        "Defaults reproduce the bundled model exactly (same content hash).",
+        description="Train tf-idf + logistic regression. Default (--format rmhd): the bundled "
+        "real posts (r/depression and r/SuicideWatch positive, 25 other communities control), "
+        "one document per post, penalty (L1/L2), C and tf variant chosen by "
+        "leave-communities-out CV, Platt-calibrated on the held-out communities; these "
+        "defaults reproduce the bundled model exactly (same content hash). With --format "
+        "jsonl|erisk|csv and --truth: a user-level collection (one document per user, the "
+        "paper's recipe: L1, C and tf variant by stratified k-fold CV on F1). See docs/MODEL.md.",
     )
-    p.add_argument("--train", default=str(SIMULATED_DIR / "train.jsonl.gz"),
-                   help="training writings, wire-format JSONL (default: bundled simulated "
-                        "train split)")
-    p.add_argument("--truth", default=str(SIMULATED_DIR / "train-truth.txt"),
-                   help="golden truth, 'user label' per line")
+    p.add_argument("--format", choices=("rmhd", "jsonl", "erisk", "csv"), default="rmhd",
+                   help="training data: rmhd (bundled real posts, default), jsonl (wire "
+                        "format), erisk (an eRisk 2017/2018 collection directory) or csv")
+    p.add_argument("--input", "--train", dest="input", default=None,
+                   help="training writings for jsonl/erisk/csv (a file, or the eRisk "
+                        "directory)")
+    p.add_argument("--truth", default=None,
+                   help="golden truth, 'user 0|1' per line (jsonl, erisk; optional for csv "
+                        "with a label column)")
+    p.add_argument("--csv-columns", default=None,
+                   help="CSV column mapping, e.g. author=user,time=date,text=post,label=y "
+                        "(as for 'earlyrisk evaluate')")
     p.add_argument("--out", default="earlyrisk-model", help="output model directory")
-    p.add_argument("--name", default=d.name, help="model name")
-    p.add_argument("--folds", type=int, default=d.folds, help="cross-validation folds")
+    p.add_argument("--name", default=None, help="model name (default tfidf-logreg)")
+    p.add_argument("--folds", type=int, default=None,
+                   help=f"cross-validation folds (default {d.folds} for rmhd, 4 otherwise)")
     p.add_argument("--min-df", type=int, default=d.min_df,
-                   help="drop terms used by fewer users")
+                   help="drop terms used by fewer documents")
     p.add_argument("--seed", type=int, default=d.seed, help="seed for folds and solver")
-    p.add_argument("--c-grid", default=",".join(f"{c:g}" for c in d.c_grid),
-                   help="comma-separated values of C to search")
+    p.add_argument("--c-grid", default=None,
+                   help="comma-separated values of C to search (default "
+                        f"{','.join(f'{c:g}' for c in d.c_grid)})")
+    p.add_argument("--penalties", default=None,
+                   help="comma-separated penalties to search, l1 and/or l2 (default l1,l2 "
+                        "for rmhd, l1 otherwise, the paper's)")
     return p
 
 
+def _training_users(args: argparse.Namespace):
+    """(documents, config overrides, description) for the chosen --format."""
+    from corpora.erisk import CollectionError, CsvColumns
+    from corpora.rmhd import POSITIVE_COMMUNITIES, rmhd_documents
+    from corpora.simulate import RMHD_SAMPLE
+    from evaluation.evaluate import EvaluationError, load_collection
+    from models.train import TrainingUser
+
+    if args.format == "rmhd":
+        if args.input is not None or args.truth is not None:
+            raise UsageError("--input/--truth need --format jsonl, erisk or csv")
+        docs = rmhd_documents()
+        describe = {
+            "data": ("Reddit Mental Health Dataset sample (Low et al. 2020, CC BY 4.0): "
+                     "7,020 real posts, 260 from each of 27 communities, 2018-11 to 2019-11 "
+                     f"({RMHD_SAMPLE.relative_to(RMHD_SAMPLE.parents[2])})"),
+            "unit": "post (one document per post)",
+            "labels": (f"positive = posts in r/{', r/'.join(POSITIVE_COMMUNITIES)}; control = "
+                       "posts in the other 25 communities (8 everyday, 17 mental-health "
+                       "support); community labels, not diagnoses"),
+        }
+        return docs, {"validation": "lco"}, describe
+    if args.input is None:
+        raise UsageError(f"--format {args.format} needs --input")
+    if not Path(args.input).exists():
+        raise UsageError(f"{args.input} does not exist")
+    if args.truth is not None and not Path(args.truth).is_file():
+        raise UsageError(f"{args.truth} does not exist")
+    if args.format != "csv" and args.truth is None:
+        raise UsageError(f"--format {args.format} needs --truth")
+    if args.format == "erisk" and not Path(args.input).is_dir():
+        raise UsageError("--format erisk needs a collection directory as --input")
+    if args.format != "erisk" and not Path(args.input).is_file():
+        raise UsageError(f"{args.input} is not a file (use --format erisk for a directory)")
+    try:
+        columns = CsvColumns.parse(args.csv_columns)
+        coll = load_collection(args.input, args.truth, args.format, columns)
+    except (CollectionError, EvaluationError, ValueError) as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    docs = [TrainingUser(user=u, label=coll.truth[u], writings=tuple(s.text for s in subs))
+            for u, subs in coll.users.items()]
+    describe = {"data": f"{args.format} collection {args.input}",
+                "unit": "user (one document per user: the user's writings joined)",
+                "labels": f"golden truth {args.truth or '(CSV label column)'}"}
+    return docs, {"validation": "kfold", "penalty_grid": ("l1",), "folds": 4,
+                  "max_control_share": None, "calibrate": False}, describe
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from corpora.readers import read_training_users
+    from dataclasses import replace
+
     from models.portable import PortableModel
     from models.train import TrainConfig, train
 
-    for path in (args.train, args.truth):
-        if not Path(path).is_file():
-            raise UsageError(f"{path} does not exist")
-    if args.folds < 2:
+    if args.folds is not None and args.folds < 2:
         raise UsageError("--folds must be at least 2")
+    overrides: dict = {}
+    if args.c_grid is not None:
+        try:
+            overrides["c_grid"] = tuple(float(c) for c in args.c_grid.split(","))
+        except ValueError:
+            raise UsageError(f"--c-grid: not a list of numbers: {args.c_grid!r}") from None
+        if not overrides["c_grid"] or min(overrides["c_grid"]) <= 0:
+            raise UsageError("--c-grid values must be positive")
+    if args.penalties is not None:
+        pens = tuple(x.strip() for x in args.penalties.split(",") if x.strip())
+        if not pens or set(pens) - {"l1", "l2"}:
+            raise UsageError(f"--penalties: l1 and/or l2, got {args.penalties!r}")
+        overrides["penalty_grid"] = pens
+    docs, fmt_overrides, describe = _training_users(args)
+    config = replace(TrainConfig(), **fmt_overrides, **overrides, min_df=args.min_df,
+                     seed=args.seed)
+    if args.folds is not None:
+        config = replace(config, folds=args.folds)
+    if args.name is not None:
+        config = replace(config, name=args.name)
     try:
-        grid = tuple(float(c) for c in args.c_grid.split(","))
-    except ValueError:
-        raise UsageError(f"--c-grid: not a list of numbers: {args.c_grid!r}") from None
-    if not grid or min(grid) <= 0:
-        raise UsageError("--c-grid values must be positive")
-    users = read_training_users(args.train, args.truth)
-    config = TrainConfig(name=args.name, c_grid=grid, folds=args.folds, min_df=args.min_df,
-                         seed=args.seed)
-    try:
-        model = train(users, config, progress=_say)
+        model = train(docs, config, progress=_say, describe=describe)
     except ValueError as e:
         raise UsageError(str(e)) from None
     model.save(args.out)
     r = model.report
     print(f"model            {model.version}  ->  {args.out}")
-    print(f"users            {r['n_users']} ({r['n_positive']} positive), "
+    print(f"documents        {r['n_users']} ({r['n_positive']} positive), "
           f"{r['n_writings']} writings")
     print(f"vocabulary       {len(model.vocabulary)} terms, {model.n_nonzero} non-zero weights")
-    print(f"chosen           C={r['C']:g}, sublinear_tf={r['sublinear_tf']}, "
-          f"CV F1={r['cv_f1']:.3f} ({r['cv_folds']}-fold)")
+    figure = (f"mean held-out-community AUC={r['lco']['auc_mean_community']:.3f}"
+              if "lco" in r else f"CV F1={r['cv_f1']:.3f}")
+    print(f"chosen           penalty={r['penalty']} C={r['C']:g} "
+          f"sublinear_tf={r['sublinear_tf']}, {figure} ({r['cv_folds']}-fold "
+          f"{r['validation']})")
     try:
         bundled = PortableModel.load()
         same = bundled.content_hash == model.content_hash
         print(f"bundled model    {'identical' if same else 'differs'} ({bundled.version})")
     except Exception as e:
         print(f"bundled model    not comparable: {e}")
+    return 0
+
+
+# -- model show --------------------------------------------------------------------
+def _model_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "model",
+        help="describe a model ('earlyrisk model show')",
+        description="'earlyrisk model show [--model DIR]' prints a model card: data, labels, "
+        "validation figures, top positive and negative terms with weight and community "
+        "concentration, non-zero count.",
+    )
+    p.add_argument("action", choices=("show",), help="show: print the model card")
+    p.add_argument("--model", default=None, help="model directory (default: bundled)")
+    p.add_argument("--top", type=int, default=25, help="terms listed each way (default 25)")
+    p.add_argument("--markdown", action="store_true", help="print the card as Markdown")
+    return p
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from models.card import model_card
+    from models.portable import ModelFormatError, PortableModel
+
+    if args.top < 1:
+        raise UsageError("--top must be at least 1")
+    try:
+        model = PortableModel.load(args.model)
+    except (ModelFormatError, OSError) as e:
+        raise UsageError(f"--model: {str(e).splitlines()[0]}") from None
+    print(model_card(model, top=args.top, markdown=args.markdown))
     return 0
 
 
@@ -479,6 +585,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": (_run_parser, cmd_run),
     "train": (_train_parser, cmd_train),
+    "model": (_model_parser, cmd_model),
     "simulate": (_simulate_parser, cmd_simulate),
     "sql": (_sql_parser, cmd_sql),
     "evaluate": (_evaluate_parser, cmd_evaluate),
