@@ -116,6 +116,45 @@ class Tokenizer:
             terms.extend([url_token] * n_urls)
         return terms
 
+    def spans(self, text: str) -> list[tuple[str, int, int]]:
+        """``(term, start, end)`` for each term of :meth:`tokens`, with character
+        offsets into ``text`` as given (not lower-cased or normalised).
+
+        The terms are those of :meth:`tokens`, in the same order: the URL token
+        last, once per URL, spanning its URL. Used to highlight what a model
+        weighed in a writing (models.explain).
+        """
+        low = text.lower()
+        owner: list[int] | None = None
+        if len(low) != len(text):
+            # Some characters lower-case to several (e.g. "İ"): map each
+            # character of the lower-cased text back to its source character.
+            owner = [i for i, ch in enumerate(text) for _ in range(len(ch.lower()))]
+
+        def orig(a: int, b: int) -> tuple[int, int]:
+            return (a, b) if owner is None else (owner[a], owner[b - 1] + 1)
+
+        urls: list[tuple[int, int]] = []
+        if "http" in low or "www." in low:
+            # Blank URLs out with as many spaces: same terms as tokens()'s
+            # one-space substitution, same offsets.
+            parts, last = [], 0
+            for m in _URL.finditer(low):
+                parts.append(low[last:m.start()])
+                parts.append(" " * (m.end() - m.start()))
+                urls.append(orig(m.start(), m.end()))
+                last = m.end()
+            parts.append(low[last:])
+            low = "".join(parts)
+        limit = self.max_token_chars
+        out = []
+        for m in _TOKEN.finditer(low):
+            term = m.group()
+            if len(term) <= limit:
+                out.append((term.replace("\u2019", "'"), *orig(m.start(), m.end())))
+        out.extend((self.url_token, a, b) for a, b in urls)
+        return out
+
     def counts(self, text: str) -> Counter[str]:
         """Term frequencies of ``text``."""
         return Counter(self.tokens(text))
@@ -126,6 +165,20 @@ class Tokenizer:
     @classmethod
     def from_json(cls, data: dict) -> Tokenizer:
         return cls(**data)
+
+
+NEGATED_PREFIX = "neg:"
+
+
+def describe_feature(feature: str) -> tuple[str, bool]:
+    """A feature's display form and whether it is negated.
+
+    ``neg:WORD`` (a word inside a negation's scope) displays as ``WORD``,
+    negated; a word displays as itself.
+    """
+    if feature.startswith(NEGATED_PREFIX):
+        return feature[len(NEGATED_PREFIX):], True
+    return feature, False
 
 
 def join_writings(texts: list[str]) -> str:
