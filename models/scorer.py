@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 from models.portable import PortableModel, sigmoid
+from models.tokenize import display_term
 
 try:
     from models import _fastscore
@@ -215,7 +216,9 @@ class IncrementalScorer:
         self._normalize = model.tokenizer.normalize
         self._normalized_keys = model.tokenizer.normalized_keys
         if compiled is None:
-            compiled = compiled_available()
+            compiled = compiled_available() and not model.tokenizer.featureful
+        elif compiled and model.tokenizer.featureful:
+            raise RuntimeError("the compiled scorer does not support tokenizer features yet")
         elif compiled and _fastscore is None:
             raise RuntimeError("the compiled scorer (models._fastscore) is not built")
         self._fast = None
@@ -333,7 +336,11 @@ class IncrementalScorer:
         return sigmoid(self._logit(state.s1, state.s2))
 
     def top_terms(self, state: UserState, n: int = 5) -> list[tuple[str, float]]:
-        """Terms that push the user's score up most: (term, coef * x_t)."""
+        """Terms that push the user's score up most: (display term, coef * x_t).
+
+        Negated terms display as "not WORD", lexicon pseudo-terms by their
+        category (models.tokenize.display_term).
+        """
         if state.s2 <= 0.0:
             return []
         norm = math.sqrt(state.s2)
@@ -344,4 +351,4 @@ class IncrementalScorer:
 
         contrib = [(wi[i] * tf(counts[i]) / norm, i) for i in self._positive if i in counts]
         contrib.sort(reverse=True)
-        return [(vocab[i], round(v, 6)) for v, i in contrib[:n]]
+        return [(display_term(vocab[i]), round(v, 6)) for v, i in contrib[:n]]
