@@ -255,6 +255,10 @@ class IncrementalScorer:
     def _logit(self, s1: float, s2: float) -> float:
         return self._intercept + (s1 / math.sqrt(s2) if s2 > 0.0 else 0.0)
 
+    def logit(self, s1: float, s2: float) -> float:
+        """The user's logit from their running sums (the intercept when empty)."""
+        return self._logit(s1, s2)
+
     def score_text(self, text: str) -> float:
         """Probability of one text on its own."""
         wi, idf2, log = self._wi, self._idf2, math.log
