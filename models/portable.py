@@ -109,6 +109,15 @@ class PortableModel:
         return f"{self.name}-{self.content_hash[:12]}"
 
     @property
+    def index(self) -> dict[str, int]:
+        """Term -> position in the vocabulary (built once)."""
+        cached = self.__dict__.get("_index")
+        if cached is None:
+            cached = {t: i for i, t in enumerate(self.vocabulary)}
+            object.__setattr__(self, "_index", cached)
+        return cached
+
+    @property
     def n_nonzero(self) -> int:
         return int(np.count_nonzero(self.coef))
 

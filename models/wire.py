@@ -21,6 +21,7 @@ import hashlib
 import hmac
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -256,3 +257,42 @@ def to_wire(
         ensure_ascii=False,
         separators=(",", ":"),
     )
+
+
+class KeySource:
+    """Where the pseudonymisation key comes from, resolved on the worker.
+
+    The key itself never travels inside the pipeline graph (which runners
+    show and store): only the name of the environment variable, the path of a
+    key file, or the name of a Google Secret Manager secret version
+    (``projects/P/secrets/S/versions/V``, for Dataflow workers) does. None of
+    them means raw names (operator opt-out).
+    """
+
+    def __init__(self, env_var: str | None = None, key_file: str | None = None,
+                 secret: str | None = None) -> None:
+        self.env_var = env_var
+        self.key_file = key_file
+        self.secret = secret
+
+    @property
+    def raw_names(self) -> bool:
+        return self.env_var is None and self.key_file is None and self.secret is None
+
+    def resolve(self) -> bytes | None:
+        if self.raw_names:
+            return None
+        if self.secret:
+            # Not exercised offline (no Secret Manager emulator exists).
+            from google.cloud import secretmanager
+
+            client = secretmanager.SecretManagerServiceClient()
+            return client.access_secret_version(name=self.secret).payload.data.strip()
+        if self.env_var and os.environ.get(self.env_var):
+            return os.environ[self.env_var].encode()
+        if self.key_file:
+            with open(self.key_file, "rb") as f:
+                return f.read().strip()
+        raise RuntimeError(
+            f"pseudonymisation key not found: set ${self.env_var} or provide a key file"
+        )

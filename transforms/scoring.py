@@ -26,12 +26,7 @@ arrive; the final state after all writings does not depend on that order
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import math
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,29 +39,26 @@ from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec
 from apache_beam.utils.timestamp import Timestamp
 from apache_beam.utils.windowed_value import WindowedValue
 
-from models.policy import IncrementalPolicy, band_index
+from models.engine import (
+    ALERTS,
+    DEAD_LETTERS,
+    DEFAULT_STATE_TTL_S,
+    SCORES,
+    WRITINGS,
+    BatchResult,
+    UserProcessor,
+    alert_id,
+    expiry_slot,
+)
+from models.policy import IncrementalPolicy
 from models.portable import DEFAULT_MODEL_DIR, PortableModel
-from models.records import AlertRecord, ScoreRecord, Submission, WritingRecord, priority_band
+from models.records import ScoreRecord, Submission
 from models.scorer import DEFAULT_DEDUPE_WINDOW, IncrementalScorer, UserState
 from pipelines import progress
 from transforms import beam_tuning
-from transforms.parse import DEAD_LETTERS, dead_letter
 
-SCORES = "scores"
-ALERTS = "alerts"
-WRITINGS = "writings"
-DEFAULT_STATE_TTL_S = 365 * 86_400.0
-MAX_EXPIRY_SLACK_S = 86_400.0
-
-
-def expiry_slot(last_event: float, ttl_s: float) -> float:
-    """When to forget a user whose last writing was at ``last_event``.
-
-    The end of the TTL, rounded up to a multiple of ``min(TTL / 64, 1 day)``:
-    writings that land in the same slot need not move the timer.
-    """
-    slack = min(ttl_s / 64, MAX_EXPIRY_SLACK_S)
-    return math.ceil((last_event + ttl_s) / slack) * slack
+__all__ = ["ALERTS", "DEFAULT_STATE_TTL_S", "SCORES", "WRITINGS", "BatchByUser", "ScoreUsers",
+           "alert_id", "expiry_slot", "shared_scorer"]
 
 
 class CachedUserState(UserState, CacheAware):
@@ -128,10 +120,6 @@ def shared_scorer(model_dir: str | None) -> IncrementalScorer:
         return scorer
 
 
-def alert_id(user_id: str, model_version: str, policy: str, seq: int) -> str:
-    return hashlib.sha256(f"{user_id}|{model_version}|{policy}|{seq}".encode()).hexdigest()[:24]
-
-
 class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
     USER_STATE = ReadModifyWriteStateSpec("user_state", UserStateCoder())
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
@@ -144,7 +132,7 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
         self._ttl = state_ttl_s
         self._window = dedupe_window
         self._top_n = top_n
-        self._scorer: IncrementalScorer | None = None
+        self._processor: UserProcessor | None = None
         self._scored = Metrics.counter("earlyrisk", "scored")
         self._alerts = Metrics.counter("earlyrisk", "alerts")
         self._dupes = Metrics.counter("earlyrisk", "duplicates")
@@ -154,7 +142,8 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
 
     def setup(self) -> None:
         # The model loads once per worker process, never at import time or into state.
-        self._scorer = shared_scorer(self._model_dir)
+        self._processor = UserProcessor(shared_scorer(self._model_dir), self._policy,
+                                        self._window, self._top_n, self._store_text)
         beam_tuning.install()
 
     def process(
@@ -164,82 +153,30 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ) -> Iterator:
         user_id, subs = element
-        scorer = self._scorer
-        policy = self._policy
-        store_text = self._store_text
         state = user_state.read()
         new_user = state is None
         if new_user:
             state = CachedUserState()
             self._new_users.inc()
-        first_event = state.last_event
-        scored_here = 0
-        for sub in subs:
-            if not state.remember(sub.id, self._window):
-                self._dupes.inc()
-                self._dead.inc()
-                progress.tick("dead_lettered")
-                raw = json.dumps(dataclasses.asdict(sub), ensure_ascii=False)
-                yield beam.pvalue.TaggedOutput(
-                    DEAD_LETTERS,
-                    dead_letter("dedupe", "duplicate",
-                                f"submission {sub.id} already scored for this user",
-                                sub.source, raw),
-                )
-                continue
-            scored = scorer.update(state, sub.text, sub.created_utc)
-            scored_here += 1
-            yield ScoreRecord(
-                user_id=user_id,
-                submission_id=sub.id,
-                created_utc=sub.created_utc,
-                kind=sub.kind,
-                subreddit=sub.subreddit,
-                p_text=scored.p_text,
-                p_user=scored.p_user,
-                writings_seen=scored.writings_seen,
-                model_version=scorer.version,
-                source=sub.source,
-                processed_at=time.time(),
-            )
-            if store_text:
-                yield beam.pvalue.TaggedOutput(
-                    WRITINGS,
-                    WritingRecord(user_id=user_id, submission_id=sub.id,
-                                  created_utc=sub.created_utc, kind=sub.kind,
-                                  subreddit=sub.subreddit, title=sub.title, body=sub.body,
-                                  source=sub.source),
-                )
-            if policy.decide(scored.p_user, scored.writings_seen, state.alerts, state.last_band):
-                state.alerts += 1
-                state.last_band = band_index(scored.p_user)
-                self._alerts.inc()
-                progress.tick("alerts")
-                yield beam.pvalue.TaggedOutput(
-                    ALERTS,
-                    AlertRecord(
-                        alert_id=alert_id(user_id, scorer.version, policy.name, state.alerts),
-                        user_id=user_id,
-                        submission_id=sub.id,
-                        created_utc=sub.created_utc,
-                        p_user=scored.p_user,
-                        writings_seen=scored.writings_seen,
-                        threshold=policy.threshold,
-                        priority=priority_band(scored.p_user),
-                        policy=policy.name,
-                        top_terms=json.dumps(scorer.top_terms(state, self._top_n)),
-                        model_version=scorer.version,
-                        alert_seq=state.alerts,
-                    ),
-                )
-        if scored_here:  # else only redeliveries: nothing changed
-            self._scored.inc(scored_here)
-            progress.tick("scored", scored_here)
+        result = BatchResult()
+        for output, record in self._processor.process(user_id, state, subs, result):
+            if output == SCORES:
+                yield record
+            else:
+                if output == ALERTS:
+                    self._alerts.inc()
+                    progress.tick("alerts")
+                elif output == DEAD_LETTERS:
+                    self._dupes.inc()
+                    self._dead.inc()
+                    progress.tick("dead_lettered")
+                yield beam.pvalue.TaggedOutput(output, record)
+        if result.changed:  # else only redeliveries: nothing changed
+            self._scored.inc(result.scored)
+            progress.tick("scored", result.scored)
             user_state.write(state)
-            slot = expiry_slot(state.last_event, self._ttl)
-            if new_user or not math.isfinite(first_event) or slot != expiry_slot(first_event,
-                                                                                  self._ttl):
-                expiry.set(Timestamp.of(slot))
+            if result.timer_moves(state, self._ttl):
+                expiry.set(Timestamp.of(expiry_slot(state.last_event, self._ttl)))
 
     @on_timer(EXPIRY)
     def expire(self, user_state=beam.DoFn.StateParam(USER_STATE)) -> Iterator:
