@@ -20,13 +20,11 @@ out whole, positives dealt by author, no author on both sides of a fold):
 
 Per held-out control community: ranking AUC (the fold's held-out positive
 posts against that community's posts), F1, precision and recall at p > θ,
-and ERDE5/ERDE50/F1 of Incremental θ over *pseudo-users*: the data have
-nearly one post per author, so a community's posts (in date order) are cut
-into consecutive streams of ``--writings`` posts, one stream per pseudo-user,
-and the fold's held-out positive posts likewise. A pseudo-user is a
-simulation (different people's posts from one community), not a person;
-these figures say how fast a stream of such writing crosses θ, not how real
-users behave. Random stratified folds (grouped by author) are reported beside
+and ERDE5/ERDE50/F1 of Incremental θ over user-like *streams* of held-out
+posts (``models.train.user_streams``: 10 posts of the community, or 3 held-out
+positive posts among 7 of the community). The data have nearly one post per
+author, so a stream is a simulation (different people's posts), not a person;
+these figures say how fast such a stream crosses θ, not how real users behave. Random stratified folds (grouped by author) are reported beside
 for contrast: they share communities between training and test.
 """
 
@@ -52,6 +50,7 @@ from models.tokenize import Tokenizer, join_writings
 from models.train import (
     CountMatrix,
     Fitted,
+    Stream,
     TrainConfig,
     TrainingUser,
     auc,
@@ -59,6 +58,7 @@ from models.train import (
     kfold_folds,
     lco_folds,
     prf,
+    user_streams,
 )
 
 OLD_VERSION = "tfidf-l1-logreg-b71be9b1a0c2"
@@ -72,24 +72,14 @@ def fold_model(cm: CountMatrix, f: Fitted, tokenizer: Tokenizer, scale: float = 
                          sublinear_tf=f.sublinear, tokenizer=tokenizer)
 
 
-def pseudo_users(docs: Sequence[TrainingUser], idx: np.ndarray, size: int,
-                 prefix: str) -> dict[str, list[str]]:
-    """Consecutive streams of ``size`` posts (file order = date order within a community)."""
-    idx = np.asarray(idx)
-    out = {}
-    for k in range(0, len(idx) - size + 1, size):
-        out[f"{prefix}-{k // size:03d}"] = [docs[i].writings[0] for i in idx[k:k + size]]
-    return out
-
-
-def stream_metrics(scorer: IncrementalScorer, positives: dict[str, list[str]],
-                   controls: dict[str, list[str]], threshold: float) -> dict[str, float]:
+def stream_metrics(scorer: IncrementalScorer, docs: Sequence[TrainingUser],
+                   streams: Sequence[Stream], threshold: float) -> dict[str, float]:
+    """Incremental θ over the streams, scored writing by writing by ``scorer``."""
     rows = []
-    for truth, group in ((1, positives), (0, controls)):
-        for user, texts in group.items():
-            traj = trajectory(scorer, texts)
-            k = next((i + 1 for i, p in enumerate(traj) if p > threshold), 0)
-            rows.append(em.UserDecision(user, int(k > 0), k or len(traj), truth))
+    for st in streams:
+        traj = trajectory(scorer, (docs[i].writings[0] for i in st.rows))
+        k = next((i + 1 for i, p in enumerate(traj) if p > threshold), 0)
+        rows.append(em.UserDecision(st.name, int(k > 0), k or len(traj), st.label))
     m = em.decision_metrics(rows)
     return {k: round(float(m[k]), 6) for k in ("f1", "precision", "recall", "erde5", "erde50")}
 
@@ -101,7 +91,8 @@ def old_model() -> PortableModel | None:
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(
-            ["git", "log", "--format=%H", "-S", OLD_COMMIT_FILES, "--", "models/default/model.json"],
+            ["git", "log", "--format=%H", "-S", OLD_COMMIT_FILES, "--",
+             "models/default/model.json"],
             cwd=root, capture_output=True, text=True, check=True).stdout.split()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -127,7 +118,7 @@ def old_recipe_users() -> list[tuple[str, int, list[tuple[int, str]]]]:
     return [(u, truth[u], [(int(s.id[4:]), s.text) for s in streams[u]]) for u in sorted(truth)]
 
 
-def run(model: PortableModel | None = None, writings: int = 10,
+def run(model: PortableModel | None = None,
         say: Callable[[str], None] = lambda _m: None, with_old: bool = True) -> dict:
     model = model or PortableModel.load()
     r = model.report
@@ -145,6 +136,7 @@ def run(model: PortableModel | None = None, writings: int = 10,
     control = [d.community if d.label == 0 else "" for d in docs]
     cm = CountMatrix([tok.tokens(join_writings(list(d.writings))) for d in docs], control)
     folds, _held = lco_folds(docs, config.folds, config.seed)
+    streams = user_streams(docs, folds, config.seed)
 
     old_cfg = TrainConfig(validation="kfold", c_grid=(8.0,), sublinear_grid=(True,),
                           penalty_grid=("l1",), folds=4, max_control_share=None, calibrate=False)
@@ -179,13 +171,13 @@ def run(model: PortableModel | None = None, writings: int = 10,
             scorers["old_shipped"] = shipped_scorer
             oof["old_shipped"][te] = shipped.predict_documents(docs[i].writings[0] for i in te)
         pos = te[labels[te] == 1]
-        pos_users = pseudo_users(docs, pos, writings, "pos")
+        mine = [st for st in streams if st.fold == n - 1]
         for c in sorted(set(comm[te[labels[te] == 0]].tolist())):
             neg = te[(labels[te] == 0) & (comm[te] == c)]
-            neg_users = pseudo_users(docs, neg, writings, c)
-            row: dict = {"fold": n, "n_positive": int(len(pos)), "n_control": int(len(neg)),
-                         "pseudo_users": {"positive": len(pos_users),
-                                          "control": len(neg_users)}}
+            group = [st for st in mine if st.community == c]
+            row: dict = {"fold": n, "n_positive": len(pos), "n_control": len(neg),
+                         "streams": {"users": len(group),
+                                     "positive": sum(st.label for st in group)}}
             idx = np.r_[pos, neg]
             for s in systems:
                 p = oof[s]
@@ -193,7 +185,7 @@ def run(model: PortableModel | None = None, writings: int = 10,
                 row[s] = {"auc": round(auc(p[pos], p[neg]), 6),
                           "f1": round(f["f1"], 6), "precision": round(f["precision"], 6),
                           "recall": round(f["recall"], 6),
-                          "streams": stream_metrics(scorers[s], pos_users, neg_users, theta)}
+                          "streams": stream_metrics(scorers[s], docs, group, theta)}
             per[c] = row
 
     def summary(s: str) -> dict:
@@ -224,7 +216,7 @@ def run(model: PortableModel | None = None, writings: int = 10,
         "model_version": model.version,
         "old_model_version": shipped.version if shipped is not None else None,
         "threshold": theta,
-        "pseudo_user_writings": writings,
+        "streams": {"users": len(streams), "positive": sum(st.label for st in streams)},
         "folds": {str(i + 1): sorted(set(comm[te[labels[te] == 0]].tolist()))
                   for i, (_tr, te) in enumerate(folds)},
         "summary": {s: summary(s) for s in systems},
@@ -273,11 +265,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="model directory (default: bundled)")
     ap.add_argument("--out", default="earlyrisk-lco.json", help="JSON report")
-    ap.add_argument("--writings", type=int, default=10, help="posts per pseudo-user")
     ap.add_argument("--no-old", action="store_true", help="skip the old recipe and model")
     args = ap.parse_args(argv)
     model = PortableModel.load(args.model)
-    rep = run(model, args.writings, say=lambda m: print(m, file=sys.stderr),
+    rep = run(model, say=lambda m: print(m, file=sys.stderr),
               with_old=not args.no_old)
     Path(args.out).write_text(json.dumps(rep, indent=1) + "\n")
     print(markdown(rep))

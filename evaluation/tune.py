@@ -1,10 +1,10 @@
 """Choosing a decision policy's parameters on the TRAIN split only.
 
-The bundled model was fitted on the train users, so its probabilities on
-them are optimistic. Here each train user is scored, writing by writing, by a
-model fitted without them: stratified k-fold over the train users, each fold
-refitted with the bundled model's own hyper-parameters (C, raw or sublinear
-tf). Candidate policies are run over these out-of-fold trajectories and
+The bundled model was fitted on every real post, the train users' too, so its
+probabilities on them are optimistic. Here each train user is scored, writing
+by writing, by a model fitted without them: stratified k-fold over the train
+users, each fold refitting the bundled model's recipe on the real posts less
+the held-out users' posts. Candidate policies are run over these out-of-fold trajectories and
 compared with Incremental 0.5, the paper's best method. The test split is
 never read.
 
@@ -32,24 +32,48 @@ from models.decisions import PolicyMethod, trajectory
 from models.policy import EarlyWindowPolicy, IncrementalPolicy, Policy
 from models.portable import PortableModel
 from models.scorer import IncrementalScorer
-from models.train import TrainConfig, TrainingUser, train
+from models.train import TrainConfig, TrainingUser
 
 
 def out_of_fold_trajectories(users: Sequence[TrainingUser], folds: int = 4, seed: int = 7,
                              say: Callable[[str], None] = lambda _m: None
                              ) -> dict[str, tuple[float, ...]]:
-    """p_user after each writing, for each user, from a model that never saw them."""
+    """p_user after each writing, for each user, from a model that never saw them.
+
+    The bundled model's recipe (post level, its penalty, C, tf variant,
+    tokenizer, term filter and calibration) is refitted on the real posts less
+    every post of the fold's held-out users (the simulated users are made of
+    those posts).
+    """
     from sklearn.model_selection import StratifiedKFold
 
+    from corpora.rmhd import rmhd_documents
+    from evaluation.lco import fold_model
+    from models.tokenize import join_writings
+    from models.train import CountMatrix, fit
+
     bundled = PortableModel.load()
-    config = TrainConfig(c_grid=(float(bundled.report["C"]),),
-                         sublinear_grid=(bool(bundled.report["sublinear_tf"]),))
+    r = bundled.report
+    config = TrainConfig(c_grid=(r["C"],), sublinear_grid=(r["sublinear_tf"],),
+                         penalty_grid=(r["penalty"],), min_df=r["min_df"], seed=r["seed"],
+                         max_control_share=r.get("max_control_share"))
+    cal = r.get("calibration", {})
+    docs = rmhd_documents()
+    labels_docs = np.array([d.label for d in docs])
+    tok = bundled.tokenizer
+    cm = CountMatrix([tok.tokens(join_writings(list(d.writings))) for d in docs],
+                     [d.community if d.label == 0 else "" for d in docs])
     labels = np.array([u.label for u in users])
     out: dict[str, tuple[float, ...]] = {}
     split = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for n, (tr, te) in enumerate(split.split(np.zeros(len(users)), labels), start=1):
-        say(f"fold {n}/{folds}: fitting on {len(tr)} users, scoring {len(te)}")
-        scorer = IncrementalScorer(train([users[i] for i in tr], config))
+    for n, (_tr, te) in enumerate(split.split(np.zeros(len(users)), labels), start=1):
+        held = {w for i in te for w in users[i].writings}
+        rows = np.array([i for i, d in enumerate(docs) if d.writings[0] not in held],
+                        dtype=np.intp)
+        say(f"fold {n}/{folds}: fitting on {len(rows)} posts, scoring {len(te)} users")
+        f = fit(cm, rows, labels_docs, r["C"], r["penalty"], r["sublinear_tf"], config)
+        scorer = IncrementalScorer(fold_model(cm, f, tok, cal.get("scale", 1.0),
+                                              cal.get("shift", 0.0)))
         for i in te:
             out[users[i].user] = trajectory(scorer, users[i].writings)
     return out

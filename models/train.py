@@ -283,7 +283,7 @@ def per_community(docs: Sequence[TrainingUser], folds: Sequence[Fold], oof: np.n
                       "f1": round(f["f1"], 6), "precision": round(f["precision"], 6),
                       "recall": round(f["recall"], 6),
                       "false_positive_rate": round(float(np.mean(oof[neg] > threshold)), 6),
-                      "n_control": int(len(neg)), "n_positive": int(len(pos))}
+                      "n_control": len(neg), "n_positive": len(pos)}
     return out
 
 
@@ -323,6 +323,109 @@ def out_of_fold(cm: CountMatrix, labels: np.ndarray, folds: Sequence[Fold], c: f
     """Each document's probability from the fold model that did not train on it."""
     return grid_out_of_fold(cm, labels, folds, [(penalty, sublinear, c)], config)[
         (penalty, sublinear, c)]
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A validation pseudo-user: held-out posts of one fold, in order."""
+
+    name: str
+    fold: int
+    community: str  # the held-out control community its control posts come from
+    label: int
+    rows: tuple[int, ...]
+
+
+def user_streams(docs: Sequence[TrainingUser], folds: Sequence[Fold], seed: int,
+                 writings: int = 10, positive_writings: int = 3) -> list[Stream]:
+    """User-like streams made only of a fold's held-out posts (a simulation).
+
+    The data have nearly one post per author, so validation users are
+    assembled: within each fold, each held-out control community's posts are
+    cut into streams of ``writings`` posts, in date order; a positive stream
+    puts ``positive_writings`` of the fold's held-out positive posts at seeded
+    random places among ``writings - positive_writings`` posts of one control
+    community (people with depression write about other things too), a
+    control stream is ``writings`` posts of one control community. Positive
+    posts are dealt round-robin over the fold's communities, each used once.
+    """
+    rng = random.Random(seed)
+    labels = np.array([d.label for d in docs])
+    comm = np.array([d.community for d in docs], dtype=object)
+    out: list[Stream] = []
+    for f, (_tr, te) in enumerate(folds):
+        pos = [int(i) for i in te[labels[te] == 1]]
+        rng.shuffle(pos)
+        communities = sorted(set(comm[te[labels[te] == 0]].tolist()))
+        pools = {c: [int(i) for i in te[(labels[te] == 0) & (comm[te] == c)]]
+                 for c in communities}
+        n_pos_users = len(pos) // positive_writings
+        per_comm = [n_pos_users // len(communities) + (j < n_pos_users % len(communities))
+                    for j in range(len(communities))]
+        for c, n_users in zip(communities, per_comm):
+            pool = pools[c]
+            for u in range(n_users):
+                mine = [pos.pop() for _ in range(positive_writings)]
+                other = [pool.pop(0) for _ in range(writings - positive_writings)]
+                slots = sorted(rng.sample(range(writings), positive_writings))
+                rows, it_p, it_o = [], iter(mine), iter(other)
+                for k in range(writings):
+                    rows.append(next(it_p) if k in slots else next(it_o))
+                out.append(Stream(f"f{f}-{c}-pos{u:02d}", f, c, 1, tuple(rows)))
+            for u in range(len(pool) // writings):
+                out.append(Stream(f"f{f}-{c}-ctl{u:02d}", f, c, 0,
+                                  tuple(pool[u * writings:(u + 1) * writings])))
+    return out
+
+
+def stream_logits(cm: CountMatrix, model: Fitted, stream: Stream) -> np.ndarray:
+    """The model's logit after each writing of ``stream`` (prefix documents)."""
+    from scipy.sparse import csr_matrix
+
+    rows = cm.X[list(stream.rows)].toarray()
+    prefix = csr_matrix(np.cumsum(rows, axis=0))
+    return model.decision(prefix)
+
+
+def erde_of(first: Sequence[int], truth: Sequence[int], o: float) -> float:
+    """ERDE_o of decisions (first writing above θ, 0 = never), c_fp = positive share."""
+    import math
+
+    c_fp = float(np.mean(truth))
+    total = 0.0
+    for k, y in zip(first, truth):
+        if k and y:
+            total += 1.0 - 1.0 / (1.0 + math.exp(min(k - o, 700)))
+        elif k:
+            total += c_fp
+        elif y:
+            total += 1.0
+    return total / len(truth)
+
+
+def stream_decisions(logits: Sequence[np.ndarray], threshold_logit: float) -> list[int]:
+    """Incremental θ: the 1-based writing where the logit first exceeds θ's, else 0."""
+    out = []
+    for z in logits:
+        hit = np.flatnonzero(z > threshold_logit)
+        out.append(int(hit[0]) + 1 if len(hit) else 0)
+    return out
+
+
+def choose_threshold(logits: Sequence[np.ndarray], truth: Sequence[int],
+                     grid: Sequence[float] = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
+                     ) -> tuple[float, list[dict]]:
+    """θ (on the calibrated post scale) maximising Incremental θ's F1 over the
+    streams; ties go to the higher θ (fewer alerts)."""
+    y = np.asarray(truth)
+    rows = []
+    for t in grid:
+        k = np.array(stream_decisions(logits, float(np.log(t / (1 - t)))))
+        f = prf(y, k > 0)
+        rows.append({"threshold": float(t), **{a: round(b, 6) for a, b in f.items()},
+                     "erde5": round(erde_of(k, y, 5), 6), "erde50": round(erde_of(k, y, 50), 6)})
+    best = max(rows, key=lambda r: (r["f1"], r["threshold"]))
+    return best["threshold"], rows
 
 
 def platt(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -429,16 +532,36 @@ def train(
             "auc_pooled": best["auc_pooled"],
         }
         if config.calibrate:
-            # Platt scaling on the held-out-community predictions: p becomes the
-            # share of positives among held-out documents scored alike, so the
-            # threshold and the priority bands are precision levels (docs/MODEL.md).
+            # Platt scaling on the held-out-community predictions, then a shift that
+            # puts the operating point chosen on held-out user-like streams at p = 0.5
+            # (so the default θ = 0.5 and the paper's bands apply; docs/MODEL.md).
             a, b = platt(oof, labels)
-            coef, intercept = coef * a, intercept * a + b
-            oof = apply_platt(oof, a, b)
+            streams = user_streams(users, folds, config.seed)
+            logits: list[np.ndarray] = []
+            by_fold = {}
+            for f, (tr, _te) in enumerate(folds):
+                by_fold[f] = fit(cm, tr, labels, c, pen, sub, config)
+            for st in streams:
+                logits.append(a * stream_logits(cm, by_fold[st.fold], st) + b)
+            truth = [st.label for st in streams]
+            theta, theta_grid = choose_threshold(logits, truth)
+            shift = b - float(np.log(theta / (1 - theta)))
+            coef, intercept = coef * a, intercept * a + shift
+            oof = apply_platt(oof, a, shift)
+            moved = [z - float(np.log(theta / (1 - theta))) for z in logits]
             report["calibration"] = {
-                "method": "Platt scaling of the out-of-fold (held-out-community) logits",
-                "scale": round(a, 12), "shift": round(b, 12),
-                "positive_share": round(float(labels.mean()), 6)}
+                "method": ("Platt scaling of the out-of-fold (held-out-community) post "
+                           "logits, then a shift putting the threshold chosen on held-out "
+                           "user-like streams at p = 0.5"),
+                "scale": round(a, 12), "platt_shift": round(b, 12), "shift": round(shift, 12),
+                "positive_share": round(float(labels.mean()), 6),
+                "stream_threshold": theta,
+                "streams": {"users": len(streams), "positive": int(sum(truth)),
+                            "writings": len(streams[0].rows) if streams else 0,
+                            "positive_writings": 3},
+                "stream_thresholds": theta_grid,
+            }
+            report["lco"]["streams"] = stream_report(streams, moved)
         report["lco"]["per_community"] = per_community(users, folds, oof)
         report["lco"]["operating_points"] = operating_points(users, oof)
         report["communities"] = community_summary(users)
@@ -497,6 +620,30 @@ def operating_points(users: Sequence[TrainingUser], oof: np.ndarray,
         out.append({"threshold": t, **{k: round(v, 6) for k, v in f.items()},
                     "flagged": int(np.sum(oof > t))})
     return out
+
+
+def stream_report(streams: Sequence[Stream], logits: Sequence[np.ndarray],
+                  cuts: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)) -> dict:
+    """Incremental θ over the held-out streams: at each band cut-off, and per community."""
+    y = np.array([st.label for st in streams])
+    bands = []
+    for t in cuts:
+        k = np.array(stream_decisions(logits, float(np.log(t / (1 - t)))))
+        f = prf(y, k > 0)
+        bands.append({"threshold": t, **{a: round(b, 6) for a, b in f.items()},
+                      "flagged": int(np.sum(k > 0)),
+                      "erde5": round(erde_of(k, y, 5), 6), "erde50": round(erde_of(k, y, 50), 6)})
+    k = np.array(stream_decisions(logits, 0.0))
+    comm = np.array([st.community for st in streams], dtype=object)
+    per = {}
+    for c in sorted(set(comm.tolist())):
+        m = comm == c
+        f = prf(y[m], k[m] > 0)
+        per[c] = {**{a: round(b, 6) for a, b in f.items()},
+                  "erde5": round(erde_of(k[m], y[m], 5), 6),
+                  "erde50": round(erde_of(k[m], y[m], 50), 6),
+                  "users": int(m.sum()), "positive": int(y[m].sum())}
+    return {"bands": bands, "per_community": per}
 
 
 def community_summary(users: Sequence[TrainingUser]) -> dict[str, dict[str, int]]:

@@ -1,7 +1,8 @@
 """``earlyrisk``: the one command-line entry point.
 
 Subcommands: ``run`` (the screening pipeline), ``train`` (fit and save a
-portable model), ``model show`` (a model's card), ``simulate`` (rebuild the simulated user streams), ``sql``
+portable model), ``model show`` (a model's card), ``simulate`` (rebuild the
+simulated user streams), ``sql``
 (query the embedded store), ``serve`` (the expert review web app), ``bench``
 (performance measurements, see docs/PERFORMANCE.md).
 ``earlyrisk SUBCOMMAND --help`` documents each.
