@@ -24,8 +24,9 @@ and ERDE5/ERDE50/F1 of Incremental θ over user-like *streams* of held-out
 posts (``models.train.user_streams``: 10 posts of the community, or 3 held-out
 positive posts among 7 of the community). The data have nearly one post per
 author, so a stream is a simulation (different people's posts), not a person;
-these figures say how fast such a stream crosses θ, not how real users behave. Random stratified folds (grouped by author) are reported beside
-for contrast: they share communities between training and test.
+these figures say how fast such a stream crosses θ, not how real users behave.
+Random stratified folds (grouped by author) are reported beside for contrast:
+they share communities between training and test.
 """
 
 from __future__ import annotations
