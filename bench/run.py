@@ -152,7 +152,7 @@ def table(r: dict) -> str:
                              f"peak RSS {s['peak_rss_mib']:,} MiB")
     tr = r.get("training")
     if tr:
-        lines.append(f"== training (earlyrisk train, bundled train split, {tr['arguments']})")
+        lines.append(f"== training (earlyrisk train, bundled real posts, {tr['arguments']})")
         lines.append(f"wall {tr['wall_s']} s, cpu {tr['cpu_s']} s, peak RSS "
                      f"{tr['peak_rss_mib']:,} MiB, identical to bundled model: "
                      f"{tr['identical_to_bundled']}")

@@ -229,6 +229,28 @@ def run(model: PortableModel | None = None,
     }
 
 
+def simulation_model(out: str | Path, model: PortableModel | None = None,
+                     say: Callable[[str], None] = lambda _m: None) -> PortableModel:
+    """The bundled recipe (same hyper-parameters, tokenizer, filter and threshold
+    procedure) trained on the real posts less every post of the simulated TEST
+    users, for an uncontaminated ``earlyrisk evaluate`` on the simulation."""
+    from models.train import train
+
+    model = model or PortableModel.load()
+    r = model.report
+    test_ids = {s.id for subs in read_wire_streams(SIMULATED_DIR / "test.jsonl.gz").users.values()
+                for s in subs}
+    docs = [d for d in rmhd_documents() if d.user not in test_ids]
+    config = TrainConfig(name=f"{model.name}-without-simulated-test",
+                         c_grid=(r["C"],), sublinear_grid=(r["sublinear_tf"],),
+                         penalty_grid=(r["penalty"],), folds=r["cv_folds"], seed=r["seed"],
+                         min_df=r["min_df"], max_control_share=r.get("max_control_share"))
+    m = train(docs, config, tokenizer=model.tokenizer, progress=say,
+              describe={"data": f"real posts less the simulated test users' ({len(docs)})"})
+    m.save(out)
+    return m
+
+
 def markdown(rep: dict) -> str:
     systems = list(rep["summary"])
     names = {"new": "new", "old_recipe": "old recipe", "old_shipped": "old model"}
@@ -267,7 +289,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--model", default=None, help="model directory (default: bundled)")
     ap.add_argument("--out", default="earlyrisk-lco.json", help="JSON report")
     ap.add_argument("--no-old", action="store_true", help="skip the old recipe and model")
+    ap.add_argument("--simulation-model", default=None, metavar="DIR",
+                    help="instead: train the bundled recipe without the simulated test "
+                         "users' posts into DIR (for 'earlyrisk evaluate --model DIR')")
     args = ap.parse_args(argv)
+    if args.simulation_model:
+        m = simulation_model(args.simulation_model, PortableModel.load(args.model),
+                             say=lambda m: print(m, file=sys.stderr))
+        print(f"{m.version} -> {args.simulation_model}")
+        return 0
     model = PortableModel.load(args.model)
     rep = run(model, say=lambda m: print(m, file=sys.stderr),
               with_old=not args.no_old)

@@ -164,12 +164,13 @@ def _train_parser(sub) -> argparse.ArgumentParser:
 
 
 def _training_users(args: argparse.Namespace):
-    """(documents, config overrides, description) for the chosen --format."""
+    """(documents, config overrides, description, tokenizer) for the chosen --format."""
     from corpora.erisk import CollectionError, CsvColumns
     from corpora.rmhd import POSITIVE_COMMUNITIES, rmhd_documents
     from corpora.simulate import RMHD_SAMPLE
     from evaluation.evaluate import EvaluationError, load_collection
-    from models.train import TrainingUser
+    from models.tokenize import Tokenizer
+    from models.train import DEFAULT_TOKENIZER, TrainingUser
 
     if args.format == "rmhd":
         if args.input is not None or args.truth is not None:
@@ -184,7 +185,7 @@ def _training_users(args: argparse.Namespace):
                        "posts in the other 25 communities (8 everyday, 17 mental-health "
                        "support); community labels, not diagnoses"),
         }
-        return docs, {"validation": "lco"}, describe
+        return docs, {"validation": "lco"}, describe, DEFAULT_TOKENIZER
     if args.input is None:
         raise UsageError(f"--format {args.format} needs --input")
     if not Path(args.input).exists():
@@ -208,7 +209,7 @@ def _training_users(args: argparse.Namespace):
                 "unit": "user (one document per user: the user's writings joined)",
                 "labels": f"golden truth {args.truth or '(CSV label column)'}"}
     return docs, {"validation": "kfold", "penalty_grid": ("l1",), "folds": 4,
-                  "max_control_share": None, "calibrate": False}, describe
+                  "max_control_share": None, "calibrate": False}, describe, Tokenizer()
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -232,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not pens or set(pens) - {"l1", "l2"}:
             raise UsageError(f"--penalties: l1 and/or l2, got {args.penalties!r}")
         overrides["penalty_grid"] = pens
-    docs, fmt_overrides, describe = _training_users(args)
+    docs, fmt_overrides, describe, tokenizer = _training_users(args)
     config = replace(TrainConfig(), **fmt_overrides, **overrides, min_df=args.min_df,
                      seed=args.seed)
     if args.folds is not None:
@@ -240,7 +241,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.name is not None:
         config = replace(config, name=args.name)
     try:
-        model = train(docs, config, progress=_say, describe=describe)
+        model = train(docs, config, tokenizer=tokenizer, progress=_say, describe=describe)
     except ValueError as e:
         raise UsageError(str(e)) from None
     model.save(args.out)
