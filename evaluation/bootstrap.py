@@ -7,7 +7,7 @@ the lower ERDE_o than method A. It changes nothing and chooses nothing: it
 says how stable a difference seen on one split is under resampling of users.
 
     python -m evaluation.bootstrap earlyrisk-eval/decisions.csv \\
-        "Incremental 0.5" "Window 0.5 [0.5|<=8|0.7]"
+        "Incremental 0.5" "Window 0.45 [0.5|<=8|0.7]"
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class ScreeningOptions(PipelineOptions):
             "--policy", default="incremental",
             help="decision policy: 'incremental' (the paper's Incremental θ with --threshold) "
                  "or 'window[:T/FIRST/WINDOW/LATE]' (θ = T within the first WINDOW writings, "
-                 "FIRST at the first writing, LATE after; default 0.5/0.5/8/0.7; see "
+                 "FIRST at the first writing, LATE after; default 0.45/0.5/8/0.7; see "
                  "docs/EVALUATION.md)")
         parser.add_argument(
             "--max_alerts_per_user", "--max-alerts-per-user", type=int, default=1,
