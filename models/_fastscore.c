@@ -72,15 +72,26 @@ static inline int is_bound(Py_UCS4 ch)
     return ch == 0x2026 || ch == 0x2013 || ch == 0x2014 || ch == 0x201C || ch == 0x201D;
 }
 
+/* A slot of the table: 8 bytes, so a probe touches one cache line. The tag
+ * (high half of the key's hash) rules out almost every non-match before the
+ * key's bytes are read. */
+typedef struct {
+    uint32_t tag;
+    int32_t key;          /* -1: empty */
+} Slot;
+
+typedef struct {
+    uint32_t off;
+    uint32_t len;
+} KeyRef;
+
 typedef struct {
     PyObject_HEAD
     Py_ssize_t n_terms;   /* keys 0 .. n_terms - 1 are the vocabulary's terms */
     Py_ssize_t n_keys;    /* and n_terms .. n_keys - 1 extra keys (features) */
     uint64_t mask;        /* table size - 1 (a power of two) */
-    int32_t *slot_id;     /* key per slot, -1 if empty */
-    uint64_t *slot_hash;
-    const char **term;    /* key bytes per key (into blob) */
-    int32_t *term_len;
+    Slot *slots;          /* open addressing, linear probing */
+    KeyRef *keys;         /* where each key's bytes are in blob */
     char *blob;
     double *w;            /* coef * idf per term id */
     double *q;            /* idf ** 2 per term id */
@@ -111,13 +122,17 @@ static inline uint64_t fnv1a(const unsigned char *s, Py_ssize_t n)
 static int32_t vocab_find(const Vocab *v, const unsigned char *s, Py_ssize_t n)
 {
     uint64_t h = fnv1a(s, n);
+    uint32_t tag = (uint32_t)(h >> 32);
     uint64_t i = h & v->mask;
     for (;;) {
-        int32_t id = v->slot_id[i];
-        if (id < 0)
+        Slot slot = v->slots[i];
+        if (slot.key < 0)
             return -1;
-        if (v->slot_hash[i] == h && v->term_len[id] == n && memcmp(v->term[id], s, n) == 0)
-            return id;
+        if (slot.tag == tag) {
+            KeyRef r = v->keys[slot.key];
+            if (r.len == (uint32_t)n && memcmp(v->blob + r.off, s, n) == 0)
+                return slot.key;
+        }
         i = (i + 1) & v->mask;
     }
 }
@@ -129,10 +144,8 @@ static void Vocab_dealloc(Vocab *v)
             Py_XDECREF(v->ids[i]);
     }
     PyMem_Free(v->ids);
-    PyMem_Free(v->slot_id);
-    PyMem_Free(v->slot_hash);
-    PyMem_Free(v->term);
-    PyMem_Free(v->term_len);
+    PyMem_Free(v->slots);
+    PyMem_Free(v->keys);
     PyMem_Free(v->blob);
     PyMem_Free(v->w);
     PyMem_Free(v->q);
@@ -146,14 +159,14 @@ static void Vocab_dealloc(Vocab *v)
 /* Insert key bytes [pos, pos + len) as key k (which must not be present). */
 static void table_insert(Vocab *v, int32_t k, const char *pos, Py_ssize_t len)
 {
-    v->term[k] = pos;
-    v->term_len[k] = (int32_t)len;
+    v->keys[k].off = (uint32_t)(pos - v->blob);
+    v->keys[k].len = (uint32_t)len;
     uint64_t h = fnv1a((const unsigned char *)pos, len);
     uint64_t s = h & v->mask;
-    while (v->slot_id[s] >= 0)
+    while (v->slots[s].key >= 0)
         s = (s + 1) & v->mask;
-    v->slot_id[s] = k;
-    v->slot_hash[s] = h;
+    v->slots[s].key = k;
+    v->slots[s].tag = (uint32_t)(h >> 32);
 }
 
 /* Vocab(terms, w, q, url_term, max_len, sublinear, negation_window=0, extra=None):
@@ -171,7 +184,7 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"terms", "w", "q", "url_term", "max_len", "sublinear",
                              "negation_window", "extra", NULL};
 
-    if (v->n_terms || v->slot_id) {
+    if (v->n_terms || v->slots) {
         PyErr_SetString(PyExc_RuntimeError, "Vocab is already initialised");
         return -1;
     }
@@ -215,15 +228,17 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
         blob_size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(e, 0));
         n_hits += PyList_GET_SIZE(PyTuple_GET_ITEM(e, 2));
     }
+    if (blob_size >= (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "vocabulary too large");
+        return -1;
+    }
     Py_ssize_t n_cap = n + n_extra;
     uint64_t cap = 16;
     while (cap < (uint64_t)n_cap * 2 + 1)
         cap <<= 1;
     v->mask = cap - 1;
-    v->slot_id = PyMem_Malloc(cap * sizeof(int32_t));
-    v->slot_hash = PyMem_Malloc(cap * sizeof(uint64_t));
-    v->term = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(char *));
-    v->term_len = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
+    v->slots = PyMem_Malloc(cap * sizeof(Slot));
+    v->keys = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(KeyRef));
     v->blob = PyMem_Malloc(blob_size ? blob_size : 1);
     v->w = PyMem_Malloc((n ? n : 1) * sizeof(double));
     v->q = PyMem_Malloc((n ? n : 1) * sizeof(double));
@@ -232,12 +247,15 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
     v->hit_off = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
     v->hit_n = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
     v->hits = PyMem_Malloc((n_hits ? n_hits : 1) * sizeof(int32_t));
-    if (!v->slot_id || !v->slot_hash || !v->term || !v->term_len || !v->blob || !v->w
+    if (!v->slots || !v->keys || !v->blob || !v->w
         || !v->q || !v->ids || !v->flags || !v->hit_off || !v->hit_n || !v->hits) {
         PyErr_NoMemory();
         return -1;
     }
-    memset(v->slot_id, 0xff, cap * sizeof(int32_t));
+    for (uint64_t i = 0; i < cap; i++) {
+        v->slots[i].tag = 0;
+        v->slots[i].key = -1;
+    }
     v->n_terms = n;
     v->n_keys = 0;
     char *pos = v->blob;
