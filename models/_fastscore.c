@@ -24,12 +24,12 @@
  * models/tokenize.py) run here too when the Vocab is given them: the table
  * then also holds "extra" keys (negation cues, scope enders, lexicon entries
  * joined by one space, and the proper suffixes of multi-word entries) with
- * flags and, for entries, the (term id, negated term id) pairs they count
- * for. Per word: one lookup; in a negation scope, one more for "neg:WORD";
- * then lexicon entries ending at the word, longest suffix first is never
- * needed: matching extends backwards one word at a time only while the words
- * so far are a suffix of some entry, and emits hits shortest first, as the
- * Python path does.
+ * flags, the id of their negated term ("neg:KEY") and, for entries, the
+ * (term id, negated term id) pairs they count for. Per word: one lookup;
+ * then lexicon entries ending at the word: matching extends backwards one
+ * word at a time only while the words so far are a suffix of some entry and
+ * the word before may precede them in one (a bit set of adjacent word
+ * pairs), and emits hits shortest first, as the Python path does.
  *
  * Built as an optional extension: if it cannot be compiled, the scorer falls
  * back to the Python path, which gives the same numbers, only slower.
@@ -44,8 +44,6 @@
 #define LOG_TABLE 4096 /* must equal len(models.scorer._LOG_TF) */
 #define MAX_TERM_BYTES 1024 /* max_len is capped so that max_len * 4 fits */
 #define MAX_PHRASE 8 /* must equal models.tokenize.MAX_PHRASE_WORDS */
-#define NEG_PREFIX "neg:"
-#define NEG_PREFIX_LEN 4
 
 /* Flags of a key of the table (version 2 features). */
 #define F_CUE 1     /* a negation cue */
@@ -107,7 +105,23 @@ typedef struct {
     int32_t *hit_off;     /* per key: first of its hits in hits[] */
     int32_t *hit_n;       /* per key: number of hits */
     int32_t *hits;        /* (term id, negated term id) pairs; -1 if not a term */
+    int32_t *neg_of;      /* per key: term id of "neg:KEY", -1 if none */
+    uint64_t *pairs;      /* bit set: (key, next key) adjacent in some lexicon entry */
+    uint64_t pair_mask;   /* bits - 1 */
 } Vocab;
+
+/* Bit of the pair (a, b) of keys in the adjacency bit set. */
+static inline uint64_t pair_bit(const Vocab *v, int32_t a, int32_t b)
+{
+    uint64_t x = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) * 0x9E3779B97F4A7C15ULL;
+    return (x >> 29) & v->pair_mask;
+}
+
+static inline int pair_maybe(const Vocab *v, int32_t a, int32_t b)
+{
+    uint64_t bit = pair_bit(v, a, b);
+    return (int)(v->pairs[bit >> 6] >> (bit & 63) & 1);
+}
 
 static inline uint64_t fnv1a(const unsigned char *s, Py_ssize_t n)
 {
@@ -117,6 +131,27 @@ static inline uint64_t fnv1a(const unsigned char *s, Py_ssize_t n)
         h *= 1099511628211ULL;
     }
     return h;
+}
+
+/* memcmp(a, b, n) == 0 for the short keys of a vocabulary, without a call. */
+static inline int same_bytes(const char *a, const unsigned char *b, Py_ssize_t n)
+{
+    while (n >= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y)
+            return 0;
+        a += 8;
+        b += 8;
+        n -= 8;
+    }
+    while (n > 0) {
+        if ((unsigned char)*a++ != *b++)
+            return 0;
+        n--;
+    }
+    return 1;
 }
 
 static int32_t vocab_find(const Vocab *v, const unsigned char *s, Py_ssize_t n)
@@ -130,7 +165,7 @@ static int32_t vocab_find(const Vocab *v, const unsigned char *s, Py_ssize_t n)
             return -1;
         if (slot.tag == tag) {
             KeyRef r = v->keys[slot.key];
-            if (r.len == (uint32_t)n && memcmp(v->blob + r.off, s, n) == 0)
+            if (r.len == (uint32_t)n && same_bytes(v->blob + r.off, s, n))
                 return slot.key;
         }
         i = (i + 1) & v->mask;
@@ -153,6 +188,8 @@ static void Vocab_dealloc(Vocab *v)
     PyMem_Free(v->hit_off);
     PyMem_Free(v->hit_n);
     PyMem_Free(v->hits);
+    PyMem_Free(v->neg_of);
+    PyMem_Free(v->pairs);
     Py_TYPE(v)->tp_free((PyObject *)v);
 }
 
@@ -169,28 +206,33 @@ static void table_insert(Vocab *v, int32_t k, const char *pos, Py_ssize_t len)
     v->slots[s].tag = (uint32_t)(h >> 32);
 }
 
-/* Vocab(terms, w, q, url_term, max_len, sublinear, negation_window=0, extra=None):
+/* Vocab(terms, w, q, url_term, max_len, sublinear, negation_window=0, extra=None,
+ *       pairs=None):
  * terms is a list whose item i is the UTF-8 (surrogatepass) bytes of term i;
  * w and q are lists of floats of the same length. extra (tokenizer version 2
- * features) is a list of (key: bytes, flags: int, hits: list of int) where
- * hits holds (term id, negated term id) pairs, flat; a key may repeat a term
- * (its flags and hits are then the term's). */
+ * features) is a list of (key: bytes, flags: int, hits: list of int,
+ * negated: int) where hits holds (term id, negated term id) pairs, flat, and
+ * negated is the term id of "neg:KEY" (-1 if none); a key may repeat a term
+ * (its flags and hits are then the term's). pairs lists (key, next key)
+ * byte pairs adjacent in some lexicon entry (both must be keys): phrase
+ * matching extends backwards over a word only if the pair may be one. */
 static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
 {
-    PyObject *terms, *w, *q, *extra = NULL;
+    PyObject *terms, *w, *q, *extra = NULL, *pairs = NULL;
     const char *url;
     Py_ssize_t url_len;
     int max_len, sublinear, neg_window = 0;
     static char *kwlist[] = {"terms", "w", "q", "url_term", "max_len", "sublinear",
-                             "negation_window", "extra", NULL};
+                             "negation_window", "extra", "pairs", NULL};
 
     if (v->n_terms || v->slots) {
         PyErr_SetString(PyExc_RuntimeError, "Vocab is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!y#ip|iO!", kwlist, &PyList_Type, &terms,
-                                     &PyList_Type, &w, &PyList_Type, &q, &url, &url_len,
-                                     &max_len, &sublinear, &neg_window, &PyList_Type, &extra))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!y#ip|iO!O!", kwlist, &PyList_Type,
+                                     &terms, &PyList_Type, &w, &PyList_Type, &q, &url, &url_len,
+                                     &max_len, &sublinear, &neg_window, &PyList_Type, &extra,
+                                     &PyList_Type, &pairs))
         return -1;
     Py_ssize_t n = PyList_GET_SIZE(terms);
     Py_ssize_t n_extra = extra ? PyList_GET_SIZE(extra) : 0;
@@ -217,12 +259,13 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
     }
     for (Py_ssize_t i = 0; i < n_extra; i++) {
         PyObject *e = PyList_GET_ITEM(extra, i);
-        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 3
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 4
             || !PyBytes_Check(PyTuple_GET_ITEM(e, 0)) || !PyLong_Check(PyTuple_GET_ITEM(e, 1))
             || !PyList_Check(PyTuple_GET_ITEM(e, 2))
-            || PyList_GET_SIZE(PyTuple_GET_ITEM(e, 2)) % 2) {
-            PyErr_SetString(PyExc_TypeError,
-                            "extra items must be (key: bytes, flags: int, hits: list of pairs)");
+            || PyList_GET_SIZE(PyTuple_GET_ITEM(e, 2)) % 2
+            || !PyLong_Check(PyTuple_GET_ITEM(e, 3))) {
+            PyErr_SetString(PyExc_TypeError, "extra items must be (key: bytes, flags: int, "
+                                             "hits: list of pairs, negated: int)");
             return -1;
         }
         blob_size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(e, 0));
@@ -247,8 +290,15 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
     v->hit_off = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
     v->hit_n = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
     v->hits = PyMem_Malloc((n_hits ? n_hits : 1) * sizeof(int32_t));
-    if (!v->slots || !v->keys || !v->blob || !v->w
-        || !v->q || !v->ids || !v->flags || !v->hit_off || !v->hit_n || !v->hits) {
+    v->neg_of = PyMem_Malloc((n_cap ? n_cap : 1) * sizeof(int32_t));
+    Py_ssize_t n_pairs = pairs ? PyList_GET_SIZE(pairs) : 0;
+    uint64_t pair_bits = 1 << 12;
+    while (pair_bits < (uint64_t)n_pairs * 16)
+        pair_bits <<= 1;
+    v->pair_mask = pair_bits - 1;
+    v->pairs = PyMem_Calloc(pair_bits / 64, sizeof(uint64_t));
+    if (!v->slots || !v->keys || !v->blob || !v->w || !v->q || !v->ids || !v->flags
+        || !v->hit_off || !v->hit_n || !v->hits || !v->neg_of || !v->pairs) {
         PyErr_NoMemory();
         return -1;
     }
@@ -256,6 +306,8 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
         v->slots[i].tag = 0;
         v->slots[i].key = -1;
     }
+    for (Py_ssize_t i = 0; i < n_cap; i++)
+        v->neg_of[i] = -1;
     v->n_terms = n;
     v->n_keys = 0;
     char *pos = v->blob;
@@ -297,6 +349,14 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             return -1;
         }
         v->flags[k] = (unsigned char)fl;
+        long neg = PyLong_AsLong(PyTuple_GET_ITEM(e, 3));
+        if (neg == -1 && PyErr_Occurred())
+            return -1;
+        if (neg < -1 || neg >= n) {
+            PyErr_SetString(PyExc_ValueError, "negated term id out of range");
+            return -1;
+        }
+        v->neg_of[k] = (int32_t)neg;
         Py_ssize_t nh = PyList_GET_SIZE(hl);
         v->hit_off[k] = (int32_t)hit_pos;
         v->hit_n[k] = (int32_t)(nh / 2);
@@ -314,6 +374,23 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             v->flags[k] |= F_HIT;
         if (v->flags[k] & (F_SUFFIX | F_HIT))
             v->has_lex = 1;
+    }
+    for (Py_ssize_t i = 0; i < n_pairs; i++) {
+        PyObject *pr = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_Check(pr) || PyTuple_GET_SIZE(pr) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pr, 0))
+            || !PyBytes_Check(PyTuple_GET_ITEM(pr, 1))) {
+            PyErr_SetString(PyExc_TypeError, "pairs items must be (bytes, bytes)");
+            return -1;
+        }
+        PyObject *a = PyTuple_GET_ITEM(pr, 0), *b = PyTuple_GET_ITEM(pr, 1);
+        int32_t ka = vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(a), PyBytes_GET_SIZE(a));
+        int32_t kb = vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+        if (ka < 0 || kb < 0) {
+            PyErr_SetString(PyExc_ValueError, "both words of a pair must be keys");
+            return -1;
+        }
+        uint64_t bit = pair_bit(v, ka, kb);
+        v->pairs[bit >> 6] |= 1ULL << (bit & 63);
     }
     v->neg_window = neg_window;
     v->featureful = neg_window > 0 || v->has_lex;
@@ -454,6 +531,7 @@ typedef struct {
     int n_clause;       /* words of the clause so far, at most MAX_PHRASE */
     int head;           /* ring slot of the next word */
     int wlen[MAX_PHRASE];
+    int32_t wkey[MAX_PHRASE];   /* the word's key, -1 if it has none */
     unsigned char wscoped[MAX_PHRASE];
     unsigned char wbuf[MAX_PHRASE][MAX_TERM_BYTES];
     unsigned char key[KEY_CAP];
@@ -465,10 +543,9 @@ static inline void clause_end(Clause *cl)
     cl->n_clause = 0;
 }
 
-/* One word (lower-cased UTF-8 at term[0..len), with NEG_PREFIX_LEN writable
- * bytes before term): count its term and the lexicon entries ending at it,
+/* One word (lower-cased UTF-8 at term[0..len)): count its term and the lexicon entries ending at it,
  * as models.tokenize.Tokenizer._features does. */
-static void feature_word(const Vocab *v, Clause *cl, Bag *bag, unsigned char *term,
+static void feature_word(const Vocab *v, Clause *cl, Bag *bag, const unsigned char *term,
                          Py_ssize_t len)
 {
     int32_t k = vocab_find(v, term, len);
@@ -486,9 +563,9 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, unsigned char *te
         }
     }
     if (in_scope) {
-        memcpy(term - NEG_PREFIX_LEN, NEG_PREFIX, NEG_PREFIX_LEN);
-        int32_t nk = vocab_find(v, term - NEG_PREFIX_LEN, len + NEG_PREFIX_LEN);
-        if (nk >= 0 && nk < v->n_terms)
+        /* "neg:WORD": every WORD with a negated term is a key (see extra). */
+        int32_t nk = k >= 0 ? v->neg_of[k] : -1;
+        if (nk >= 0)
             bag_add(bag, nk, 1);
     } else if (k >= 0 && k < v->n_terms) {
         bag_add(bag, k, 1);
@@ -498,14 +575,15 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, unsigned char *te
     int slot = cl->head;
     memcpy(cl->wbuf[slot], term, len);
     cl->wlen[slot] = (int)len;
+    cl->wkey[slot] = k;
     cl->wscoped[slot] = (unsigned char)in_scope;
     cl->head = (slot + 1) % MAX_PHRASE;
     if (cl->n_clause < MAX_PHRASE)
         cl->n_clause++;
     /* Entries ending at this word, shortest first: extend backwards while the
-     * words so far are a suffix of some entry. */
-    Py_ssize_t kpos = KEY_CAP - len;
-    memcpy(cl->key + kpos, term, len);
+     * words so far are a suffix of some entry (and the word before may
+     * precede the first of them in an entry). */
+    Py_ssize_t kpos = KEY_CAP;
     int n_words = 1, s = slot;
     for (;;) {
         if (fl & F_HIT) {
@@ -519,7 +597,14 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, unsigned char *te
         }
         if (!(fl & F_SUFFIX) || n_words >= cl->n_clause)
             break;
-        s = (s + MAX_PHRASE - 1) % MAX_PHRASE;
+        int p = (s + MAX_PHRASE - 1) % MAX_PHRASE;
+        if (cl->wkey[p] < 0 || !pair_maybe(v, cl->wkey[p], cl->wkey[s]))
+            break;
+        if (kpos == KEY_CAP) {
+            kpos -= len;
+            memcpy(cl->key + kpos, term, len);
+        }
+        s = p;
         kpos -= cl->wlen[s] + 1;
         memcpy(cl->key + kpos, cl->wbuf[s], cl->wlen[s]);
         cl->key[kpos + cl->wlen[s]] = ' ';
@@ -540,8 +625,7 @@ static void feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
     cl.scope = 0;
     cl.n_clause = 0;
     cl.head = 0;
-    unsigned char term_buf[NEG_PREFIX_LEN + MAX_TERM_BYTES];
-    unsigned char *term = term_buf + NEG_PREFIX_LEN;
+    unsigned char term[MAX_TERM_BYTES];
     Py_ssize_t i = 0;
     if (ascii) {
         const unsigned char *s = (const unsigned char *)data;
