@@ -43,7 +43,7 @@
 
 #define LOG_TABLE 4096 /* must equal len(models.scorer._LOG_TF) */
 #define MAX_TERM_BYTES 1024 /* max_len is capped so that max_len * 4 fits */
-#define MAX_PHRASE 8 /* must equal models.tokenize.MAX_PHRASE_WORDS */
+#define MAX_PHRASE 8 /* must equal models.tokenize.MAX_PHRASE_WORDS; a power of two */
 
 /* Flags of a key of the table (version 2 features). */
 #define F_CUE 1     /* a negation cue */
@@ -78,9 +78,15 @@ typedef struct {
     int32_t key;          /* -1: empty */
 } Slot;
 
+/* A key: where its bytes are in blob, and what tokenizer version 2 features
+ * need of it, together so one word costs one more cache line at most. */
 typedef struct {
     uint32_t off;
-    uint32_t len;
+    uint16_t len;
+    uint8_t flags;        /* F_* */
+    uint8_t hit_n;        /* number of hits (lexicon entries) */
+    int32_t hit_off;      /* first of its hits in hits[] */
+    int32_t neg_of;       /* term id of "neg:KEY", -1 if none */
 } KeyRef;
 
 typedef struct {
@@ -89,7 +95,7 @@ typedef struct {
     Py_ssize_t n_keys;    /* and n_terms .. n_keys - 1 extra keys (features) */
     uint64_t mask;        /* table size - 1 (a power of two) */
     Slot *slots;          /* open addressing, linear probing */
-    KeyRef *keys;         /* where each key's bytes are in blob */
+    KeyRef *keys;         /* per key */
     char *blob;
     double *w;            /* coef * idf per term id */
     double *q;            /* idf ** 2 per term id */
@@ -101,11 +107,7 @@ typedef struct {
     int featureful;       /* negation or lexicons on: the feature scanner */
     int neg_window;       /* words in a negation's scope (0: no negation) */
     int has_lex;          /* lexicon entries to match */
-    unsigned char *flags; /* F_* per key */
-    int32_t *hit_off;     /* per key: first of its hits in hits[] */
-    int32_t *hit_n;       /* per key: number of hits */
     int32_t *hits;        /* (term id, negated term id) pairs; -1 if not a term */
-    int32_t *neg_of;      /* per key: term id of "neg:KEY", -1 if none */
     uint64_t *pairs;      /* bit set: (key, next key) adjacent in some lexicon entry */
     uint64_t pair_mask;   /* bits - 1 */
 } Vocab;
@@ -184,11 +186,7 @@ static void Vocab_dealloc(Vocab *v)
     PyMem_Free(v->blob);
     PyMem_Free(v->w);
     PyMem_Free(v->q);
-    PyMem_Free(v->flags);
-    PyMem_Free(v->hit_off);
-    PyMem_Free(v->hit_n);
     PyMem_Free(v->hits);
-    PyMem_Free(v->neg_of);
     PyMem_Free(v->pairs);
     Py_TYPE(v)->tp_free((PyObject *)v);
 }
@@ -197,7 +195,11 @@ static void Vocab_dealloc(Vocab *v)
 static void table_insert(Vocab *v, int32_t k, const char *pos, Py_ssize_t len)
 {
     v->keys[k].off = (uint32_t)(pos - v->blob);
-    v->keys[k].len = (uint32_t)len;
+    v->keys[k].len = (uint16_t)len;
+    v->keys[k].flags = 0;
+    v->keys[k].hit_n = 0;
+    v->keys[k].hit_off = 0;
+    v->keys[k].neg_of = -1;
     uint64_t h = fnv1a((const unsigned char *)pos, len);
     uint64_t s = h & v->mask;
     while (v->slots[s].key >= 0)
@@ -255,6 +257,10 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             PyErr_SetString(PyExc_TypeError, "terms must be bytes");
             return -1;
         }
+        if (PyBytes_GET_SIZE(t) > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "term too long");
+            return -1;
+        }
         blob_size += PyBytes_GET_SIZE(t);
     }
     for (Py_ssize_t i = 0; i < n_extra; i++) {
@@ -266,6 +272,10 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             || !PyLong_Check(PyTuple_GET_ITEM(e, 3))) {
             PyErr_SetString(PyExc_TypeError, "extra items must be (key: bytes, flags: int, "
                                              "hits: list of pairs, negated: int)");
+            return -1;
+        }
+        if (PyBytes_GET_SIZE(PyTuple_GET_ITEM(e, 0)) > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "key too long");
             return -1;
         }
         blob_size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(e, 0));
@@ -286,19 +296,15 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
     v->w = PyMem_Malloc((n ? n : 1) * sizeof(double));
     v->q = PyMem_Malloc((n ? n : 1) * sizeof(double));
     v->ids = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
-    v->flags = PyMem_Calloc(n_cap ? n_cap : 1, 1);
-    v->hit_off = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
-    v->hit_n = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
     v->hits = PyMem_Malloc((n_hits ? n_hits : 1) * sizeof(int32_t));
-    v->neg_of = PyMem_Malloc((n_cap ? n_cap : 1) * sizeof(int32_t));
     Py_ssize_t n_pairs = pairs ? PyList_GET_SIZE(pairs) : 0;
     uint64_t pair_bits = 1 << 12;
     while (pair_bits < (uint64_t)n_pairs * 16)
         pair_bits <<= 1;
     v->pair_mask = pair_bits - 1;
     v->pairs = PyMem_Calloc(pair_bits / 64, sizeof(uint64_t));
-    if (!v->slots || !v->keys || !v->blob || !v->w || !v->q || !v->ids || !v->flags
-        || !v->hit_off || !v->hit_n || !v->hits || !v->neg_of || !v->pairs) {
+    if (!v->slots || !v->keys || !v->blob || !v->w || !v->q || !v->ids || !v->hits
+        || !v->pairs) {
         PyErr_NoMemory();
         return -1;
     }
@@ -306,8 +312,7 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
         v->slots[i].tag = 0;
         v->slots[i].key = -1;
     }
-    for (Py_ssize_t i = 0; i < n_cap; i++)
-        v->neg_of[i] = -1;
+
     v->n_terms = n;
     v->n_keys = 0;
     char *pos = v->blob;
@@ -344,11 +349,15 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             k = (int32_t)v->n_keys++;
             table_insert(v, k, pos, len);
             pos += len;
-        } else if (k >= n || v->hit_n[k]) {
+        } else if (k >= n || v->keys[k].flags || v->keys[k].hit_n || v->keys[k].neg_of >= 0) {
             PyErr_SetString(PyExc_ValueError, "duplicate extra key");
             return -1;
         }
-        v->flags[k] = (unsigned char)fl;
+        if (fl < 0 || fl > 0xFF) {
+            PyErr_SetString(PyExc_ValueError, "flags out of range");
+            return -1;
+        }
+        v->keys[k].flags = (uint8_t)fl;
         long neg = PyLong_AsLong(PyTuple_GET_ITEM(e, 3));
         if (neg == -1 && PyErr_Occurred())
             return -1;
@@ -356,10 +365,14 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             PyErr_SetString(PyExc_ValueError, "negated term id out of range");
             return -1;
         }
-        v->neg_of[k] = (int32_t)neg;
+        v->keys[k].neg_of = (int32_t)neg;
         Py_ssize_t nh = PyList_GET_SIZE(hl);
-        v->hit_off[k] = (int32_t)hit_pos;
-        v->hit_n[k] = (int32_t)(nh / 2);
+        if (nh / 2 > 0xFF) {
+            PyErr_SetString(PyExc_ValueError, "too many hits for one key");
+            return -1;
+        }
+        v->keys[k].hit_off = (int32_t)hit_pos;
+        v->keys[k].hit_n = (uint8_t)(nh / 2);
         for (Py_ssize_t j = 0; j < nh; j++) {
             long id = PyLong_AsLong(PyList_GET_ITEM(hl, j));
             if (id == -1 && PyErr_Occurred())
@@ -371,8 +384,8 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             v->hits[hit_pos++] = (int32_t)id;
         }
         if (nh)
-            v->flags[k] |= F_HIT;
-        if (v->flags[k] & (F_SUFFIX | F_HIT))
+            v->keys[k].flags |= F_HIT;
+        if (v->keys[k].flags & (F_SUFFIX | F_HIT))
             v->has_lex = 1;
     }
     for (Py_ssize_t i = 0; i < n_pairs; i++) {
@@ -533,7 +546,7 @@ typedef struct {
     int wlen[MAX_PHRASE];
     int32_t wkey[MAX_PHRASE];   /* the word's key, -1 if it has none */
     unsigned char wscoped[MAX_PHRASE];
-    unsigned char wbuf[MAX_PHRASE][MAX_TERM_BYTES];
+    const unsigned char *wptr[MAX_PHRASE];  /* the word's bytes (in the scan's buffer) */
     unsigned char key[KEY_CAP];
 } Clause;
 
@@ -543,13 +556,20 @@ static inline void clause_end(Clause *cl)
     cl->n_clause = 0;
 }
 
-/* One word (lower-cased UTF-8 at term[0..len)): count its term and the lexicon entries ending at it,
+/* One word (lower-cased UTF-8 at term[0..len), which stays in place for the
+ * rest of the scan): count its term and the lexicon entries ending at it,
  * as models.tokenize.Tokenizer._features does. */
-static void feature_word(const Vocab *v, Clause *cl, Bag *bag, const unsigned char *term,
-                         Py_ssize_t len)
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+static ALWAYS_INLINE void feature_word(const Vocab *v, Clause *cl, Bag *bag,
+                                       const unsigned char *term, Py_ssize_t len)
 {
     int32_t k = vocab_find(v, term, len);
-    unsigned char fl = k >= 0 ? v->flags[k] : 0;
+    unsigned char fl = k >= 0 ? v->keys[k].flags : 0;
     int in_scope = 0;
     if (v->neg_window) {
         if ((fl & F_CUE)
@@ -564,7 +584,7 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, const unsigned ch
     }
     if (in_scope) {
         /* "neg:WORD": every WORD with a negated term is a key (see extra). */
-        int32_t nk = k >= 0 ? v->neg_of[k] : -1;
+        int32_t nk = k >= 0 ? v->keys[k].neg_of : -1;
         if (nk >= 0)
             bag_add(bag, nk, 1);
     } else if (k >= 0 && k < v->n_terms) {
@@ -573,11 +593,11 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, const unsigned ch
     if (!v->has_lex)
         return;
     int slot = cl->head;
-    memcpy(cl->wbuf[slot], term, len);
+    cl->wptr[slot] = term;
     cl->wlen[slot] = (int)len;
     cl->wkey[slot] = k;
     cl->wscoped[slot] = (unsigned char)in_scope;
-    cl->head = (slot + 1) % MAX_PHRASE;
+    cl->head = (slot + 1) & (MAX_PHRASE - 1);
     if (cl->n_clause < MAX_PHRASE)
         cl->n_clause++;
     /* Entries ending at this word, shortest first: extend backwards while the
@@ -587,9 +607,9 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, const unsigned ch
     int n_words = 1, s = slot;
     for (;;) {
         if (fl & F_HIT) {
-            const int32_t *h = v->hits + v->hit_off[k];
+            const int32_t *h = v->hits + v->keys[k].hit_off;
             int neg = cl->wscoped[s];
-            for (int32_t t = 0; t < v->hit_n[k]; t++) {
+            for (int t = 0; t < v->keys[k].hit_n; t++) {
                 int32_t id = h[2 * t + neg];
                 if (id >= 0)
                     bag_add(bag, id, 1);
@@ -597,7 +617,7 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, const unsigned ch
         }
         if (!(fl & F_SUFFIX) || n_words >= cl->n_clause)
             break;
-        int p = (s + MAX_PHRASE - 1) % MAX_PHRASE;
+        int p = (s - 1) & (MAX_PHRASE - 1);
         if (cl->wkey[p] < 0 || !pair_maybe(v, cl->wkey[p], cl->wkey[s]))
             break;
         if (kpos == KEY_CAP) {
@@ -606,17 +626,58 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, const unsigned ch
         }
         s = p;
         kpos -= cl->wlen[s] + 1;
-        memcpy(cl->key + kpos, cl->wbuf[s], cl->wlen[s]);
+        memcpy(cl->key + kpos, cl->wptr[s], cl->wlen[s]);
         cl->key[kpos + cl->wlen[s]] = ' ';
         n_words++;
         k = vocab_find(v, cl->key + kpos, KEY_CAP - kpos);
-        fl = k >= 0 ? v->flags[k] : 0;
+        fl = k >= 0 ? v->keys[k].flags : 0;
     }
 }
 
+/* feature_scan's loop for normalised (lower-cased) text with non-ASCII characters. */
+static void feature_scan_unicode(const Vocab *v, Clause *cl, Bag *bag, int kind,
+                                 const void *data, Py_ssize_t n, unsigned char *term)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        Py_UCS4 ch;
+        while (i < n && !is_alnum(ch = PyUnicode_READ(kind, data, i))) {
+            if (is_bound(ch))
+                clause_end(cl);
+            i++;
+        }
+        if (i >= n)
+            break;
+        Py_ssize_t start = i;
+        for (;;) {
+            while (i < n && is_alnum(PyUnicode_READ(kind, data, i)))
+                i++;
+            if (i + 1 < n && PyUnicode_READ(kind, data, i) == '\''
+                && is_alnum(PyUnicode_READ(kind, data, i + 1))) {
+                i++;
+                continue;
+            }
+            break;
+        }
+        Py_ssize_t len = i - start;
+        if (len <= v->max_len) {
+            int nbytes = 0;
+            for (Py_ssize_t k = start; k < i; k++)
+                nbytes += utf8_put(term + nbytes, PyUnicode_READ(kind, data, k));
+            feature_word(v, cl, bag, term, nbytes);
+            term += nbytes;
+        }
+    }
+}
+
+#define SCAN_STACK 4096
+
 /* The feature scanner's pass over a text: the same word splitting as the
- * plain loops of Vocab_update, plus clause boundaries. */
-static void feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
+ * plain loops of Vocab_update, plus clause boundaries. Words are written,
+ * lower-cased (UTF-8), one after the other into a buffer that lasts the
+ * whole scan, so phrase matching can read the words before the current one.
+ * Returns -1 (MemoryError set) if that buffer cannot be had. */
+static int feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
 {
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     int kind = PyUnicode_KIND(text);
@@ -625,7 +686,14 @@ static void feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
     cl.scope = 0;
     cl.n_clause = 0;
     cl.head = 0;
-    unsigned char term[MAX_TERM_BYTES];
+    unsigned char stack_buf[SCAN_STACK];
+    Py_ssize_t need = (ascii ? n : 4 * n) + 1;
+    unsigned char *buf = need <= SCAN_STACK ? stack_buf : PyMem_Malloc(need);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    unsigned char *term = buf;
     Py_ssize_t i = 0;
     if (ascii) {
         const unsigned char *s = (const unsigned char *)data;
@@ -652,38 +720,15 @@ static void feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
                 for (Py_ssize_t k = 0; k < len; k++)
                     term[k] = LOWER[s[start + k]];
                 feature_word(v, &cl, bag, term, len);
+                term += len;
             }
         }
-        return;
+    } else {
+        feature_scan_unicode(v, &cl, bag, kind, data, n, term);
     }
-    while (i < n) {
-        Py_UCS4 ch;
-        while (i < n && !is_alnum(ch = PyUnicode_READ(kind, data, i))) {
-            if (is_bound(ch))
-                clause_end(&cl);
-            i++;
-        }
-        if (i >= n)
-            break;
-        Py_ssize_t start = i;
-        for (;;) {
-            while (i < n && is_alnum(PyUnicode_READ(kind, data, i)))
-                i++;
-            if (i + 1 < n && PyUnicode_READ(kind, data, i) == '\''
-                && is_alnum(PyUnicode_READ(kind, data, i + 1))) {
-                i++;
-                continue;
-            }
-            break;
-        }
-        Py_ssize_t len = i - start;
-        if (len <= v->max_len) {
-            int nbytes = 0;
-            for (Py_ssize_t k = start; k < i; k++)
-                nbytes += utf8_put(term + nbytes, PyUnicode_READ(kind, data, k));
-            feature_word(v, &cl, bag, term, nbytes);
-        }
-    }
+    if (buf != stack_buf)
+        PyMem_Free(buf);
+    return 0;
 }
 
 /* Vocab.update(text, n_urls, counts, u1, u2) -> (t1, t2, u1, u2), or None
@@ -734,7 +779,10 @@ static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
     unsigned char term[MAX_TERM_BYTES];
 
     if (v->featureful) {
-        feature_scan(v, &bag, text, ascii);
+        if (feature_scan(v, &bag, text, ascii) < 0) {
+            bag_free(&bag, stack_slot);
+            return NULL;
+        }
     } else if (ascii) {
         const unsigned char *s = (const unsigned char *)data;
         Py_ssize_t i = 0;
