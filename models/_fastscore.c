@@ -24,12 +24,12 @@
  * models/tokenize.py) run here too when the Vocab is given them: the table
  * then also holds "extra" keys (negation cues, scope enders, lexicon entries
  * joined by one space, and the proper suffixes of multi-word entries) with
- * flags and, for entries, the (term id, negated term id) pairs they count
- * for. Per word: one lookup; in a negation scope, one more for "neg:WORD";
- * then lexicon entries ending at the word, longest suffix first is never
- * needed: matching extends backwards one word at a time only while the words
- * so far are a suffix of some entry, and emits hits shortest first, as the
- * Python path does.
+ * flags, the id of their negated term ("neg:KEY") and, for entries, the
+ * (term id, negated term id) pairs they count for. Per word: one lookup;
+ * then lexicon entries ending at the word: matching extends backwards one
+ * word at a time only while the words so far are a suffix of some entry and
+ * the word before may precede them in one (a bit set of adjacent word
+ * pairs), and emits hits shortest first, as the Python path does.
  *
  * Built as an optional extension: if it cannot be compiled, the scorer falls
  * back to the Python path, which gives the same numbers, only slower.
@@ -43,9 +43,7 @@
 
 #define LOG_TABLE 4096 /* must equal len(models.scorer._LOG_TF) */
 #define MAX_TERM_BYTES 1024 /* max_len is capped so that max_len * 4 fits */
-#define MAX_PHRASE 8 /* must equal models.tokenize.MAX_PHRASE_WORDS */
-#define NEG_PREFIX "neg:"
-#define NEG_PREFIX_LEN 4
+#define MAX_PHRASE 8 /* must equal models.tokenize.MAX_PHRASE_WORDS; a power of two */
 
 /* Flags of a key of the table (version 2 features). */
 #define F_CUE 1     /* a negation cue */
@@ -72,15 +70,32 @@ static inline int is_bound(Py_UCS4 ch)
     return ch == 0x2026 || ch == 0x2013 || ch == 0x2014 || ch == 0x201C || ch == 0x201D;
 }
 
+/* A slot of the table: 8 bytes, so a probe touches one cache line. The tag
+ * (high half of the key's hash) rules out almost every non-match before the
+ * key's bytes are read. */
+typedef struct {
+    uint32_t tag;
+    int32_t key;          /* -1: empty */
+} Slot;
+
+/* A key: where its bytes are in blob, and what tokenizer version 2 features
+ * need of it, together so one word costs one more cache line at most. */
+typedef struct {
+    uint32_t off;
+    uint16_t len;
+    uint8_t flags;        /* F_* */
+    uint8_t hit_n;        /* number of hits (lexicon entries) */
+    int32_t hit_off;      /* first of its hits in hits[] */
+    int32_t neg_of;       /* term id of "neg:KEY", -1 if none */
+} KeyRef;
+
 typedef struct {
     PyObject_HEAD
     Py_ssize_t n_terms;   /* keys 0 .. n_terms - 1 are the vocabulary's terms */
     Py_ssize_t n_keys;    /* and n_terms .. n_keys - 1 extra keys (features) */
     uint64_t mask;        /* table size - 1 (a power of two) */
-    int32_t *slot_id;     /* key per slot, -1 if empty */
-    uint64_t *slot_hash;
-    const char **term;    /* key bytes per key (into blob) */
-    int32_t *term_len;
+    Slot *slots;          /* open addressing, linear probing */
+    KeyRef *keys;         /* per key */
     char *blob;
     double *w;            /* coef * idf per term id */
     double *q;            /* idf ** 2 per term id */
@@ -92,11 +107,23 @@ typedef struct {
     int featureful;       /* negation or lexicons on: the feature scanner */
     int neg_window;       /* words in a negation's scope (0: no negation) */
     int has_lex;          /* lexicon entries to match */
-    unsigned char *flags; /* F_* per key */
-    int32_t *hit_off;     /* per key: first of its hits in hits[] */
-    int32_t *hit_n;       /* per key: number of hits */
     int32_t *hits;        /* (term id, negated term id) pairs; -1 if not a term */
+    uint64_t *pairs;      /* bit set: (key, next key) adjacent in some lexicon entry */
+    uint64_t pair_mask;   /* bits - 1 */
 } Vocab;
+
+/* Bit of the pair (a, b) of keys in the adjacency bit set. */
+static inline uint64_t pair_bit(const Vocab *v, int32_t a, int32_t b)
+{
+    uint64_t x = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) * 0x9E3779B97F4A7C15ULL;
+    return (x >> 29) & v->pair_mask;
+}
+
+static inline int pair_maybe(const Vocab *v, int32_t a, int32_t b)
+{
+    uint64_t bit = pair_bit(v, a, b);
+    return (int)(v->pairs[bit >> 6] >> (bit & 63) & 1);
+}
 
 static inline uint64_t fnv1a(const unsigned char *s, Py_ssize_t n)
 {
@@ -108,16 +135,41 @@ static inline uint64_t fnv1a(const unsigned char *s, Py_ssize_t n)
     return h;
 }
 
+/* memcmp(a, b, n) == 0 for the short keys of a vocabulary, without a call. */
+static inline int same_bytes(const char *a, const unsigned char *b, Py_ssize_t n)
+{
+    while (n >= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y)
+            return 0;
+        a += 8;
+        b += 8;
+        n -= 8;
+    }
+    while (n > 0) {
+        if ((unsigned char)*a++ != *b++)
+            return 0;
+        n--;
+    }
+    return 1;
+}
+
 static int32_t vocab_find(const Vocab *v, const unsigned char *s, Py_ssize_t n)
 {
     uint64_t h = fnv1a(s, n);
+    uint32_t tag = (uint32_t)(h >> 32);
     uint64_t i = h & v->mask;
     for (;;) {
-        int32_t id = v->slot_id[i];
-        if (id < 0)
+        Slot slot = v->slots[i];
+        if (slot.key < 0)
             return -1;
-        if (v->slot_hash[i] == h && v->term_len[id] == n && memcmp(v->term[id], s, n) == 0)
-            return id;
+        if (slot.tag == tag) {
+            KeyRef r = v->keys[slot.key];
+            if (r.len == (uint32_t)n && same_bytes(v->blob + r.off, s, n))
+                return slot.key;
+        }
         i = (i + 1) & v->mask;
     }
 }
@@ -129,55 +181,60 @@ static void Vocab_dealloc(Vocab *v)
             Py_XDECREF(v->ids[i]);
     }
     PyMem_Free(v->ids);
-    PyMem_Free(v->slot_id);
-    PyMem_Free(v->slot_hash);
-    PyMem_Free(v->term);
-    PyMem_Free(v->term_len);
+    PyMem_Free(v->slots);
+    PyMem_Free(v->keys);
     PyMem_Free(v->blob);
     PyMem_Free(v->w);
     PyMem_Free(v->q);
-    PyMem_Free(v->flags);
-    PyMem_Free(v->hit_off);
-    PyMem_Free(v->hit_n);
     PyMem_Free(v->hits);
+    PyMem_Free(v->pairs);
     Py_TYPE(v)->tp_free((PyObject *)v);
 }
 
 /* Insert key bytes [pos, pos + len) as key k (which must not be present). */
 static void table_insert(Vocab *v, int32_t k, const char *pos, Py_ssize_t len)
 {
-    v->term[k] = pos;
-    v->term_len[k] = (int32_t)len;
+    v->keys[k].off = (uint32_t)(pos - v->blob);
+    v->keys[k].len = (uint16_t)len;
+    v->keys[k].flags = 0;
+    v->keys[k].hit_n = 0;
+    v->keys[k].hit_off = 0;
+    v->keys[k].neg_of = -1;
     uint64_t h = fnv1a((const unsigned char *)pos, len);
     uint64_t s = h & v->mask;
-    while (v->slot_id[s] >= 0)
+    while (v->slots[s].key >= 0)
         s = (s + 1) & v->mask;
-    v->slot_id[s] = k;
-    v->slot_hash[s] = h;
+    v->slots[s].key = k;
+    v->slots[s].tag = (uint32_t)(h >> 32);
 }
 
-/* Vocab(terms, w, q, url_term, max_len, sublinear, negation_window=0, extra=None):
+/* Vocab(terms, w, q, url_term, max_len, sublinear, negation_window=0, extra=None,
+ *       pairs=None):
  * terms is a list whose item i is the UTF-8 (surrogatepass) bytes of term i;
  * w and q are lists of floats of the same length. extra (tokenizer version 2
- * features) is a list of (key: bytes, flags: int, hits: list of int) where
- * hits holds (term id, negated term id) pairs, flat; a key may repeat a term
- * (its flags and hits are then the term's). */
+ * features) is a list of (key: bytes, flags: int, hits: list of int,
+ * negated: int) where hits holds (term id, negated term id) pairs, flat, and
+ * negated is the term id of "neg:KEY" (-1 if none); a key may repeat a term
+ * (its flags and hits are then the term's). pairs lists (key, next key)
+ * byte pairs adjacent in some lexicon entry (both must be keys): phrase
+ * matching extends backwards over a word only if the pair may be one. */
 static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
 {
-    PyObject *terms, *w, *q, *extra = NULL;
+    PyObject *terms, *w, *q, *extra = NULL, *pairs = NULL;
     const char *url;
     Py_ssize_t url_len;
     int max_len, sublinear, neg_window = 0;
     static char *kwlist[] = {"terms", "w", "q", "url_term", "max_len", "sublinear",
-                             "negation_window", "extra", NULL};
+                             "negation_window", "extra", "pairs", NULL};
 
-    if (v->n_terms || v->slot_id) {
+    if (v->n_terms || v->slots) {
         PyErr_SetString(PyExc_RuntimeError, "Vocab is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!y#ip|iO!", kwlist, &PyList_Type, &terms,
-                                     &PyList_Type, &w, &PyList_Type, &q, &url, &url_len,
-                                     &max_len, &sublinear, &neg_window, &PyList_Type, &extra))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!y#ip|iO!O!", kwlist, &PyList_Type,
+                                     &terms, &PyList_Type, &w, &PyList_Type, &q, &url, &url_len,
+                                     &max_len, &sublinear, &neg_window, &PyList_Type, &extra,
+                                     &PyList_Type, &pairs))
         return -1;
     Py_ssize_t n = PyList_GET_SIZE(terms);
     Py_ssize_t n_extra = extra ? PyList_GET_SIZE(extra) : 0;
@@ -200,44 +257,62 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             PyErr_SetString(PyExc_TypeError, "terms must be bytes");
             return -1;
         }
+        if (PyBytes_GET_SIZE(t) > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "term too long");
+            return -1;
+        }
         blob_size += PyBytes_GET_SIZE(t);
     }
     for (Py_ssize_t i = 0; i < n_extra; i++) {
         PyObject *e = PyList_GET_ITEM(extra, i);
-        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 3
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 4
             || !PyBytes_Check(PyTuple_GET_ITEM(e, 0)) || !PyLong_Check(PyTuple_GET_ITEM(e, 1))
             || !PyList_Check(PyTuple_GET_ITEM(e, 2))
-            || PyList_GET_SIZE(PyTuple_GET_ITEM(e, 2)) % 2) {
-            PyErr_SetString(PyExc_TypeError,
-                            "extra items must be (key: bytes, flags: int, hits: list of pairs)");
+            || PyList_GET_SIZE(PyTuple_GET_ITEM(e, 2)) % 2
+            || !PyLong_Check(PyTuple_GET_ITEM(e, 3))) {
+            PyErr_SetString(PyExc_TypeError, "extra items must be (key: bytes, flags: int, "
+                                             "hits: list of pairs, negated: int)");
+            return -1;
+        }
+        if (PyBytes_GET_SIZE(PyTuple_GET_ITEM(e, 0)) > 0xFFFF) {
+            PyErr_SetString(PyExc_ValueError, "key too long");
             return -1;
         }
         blob_size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(e, 0));
         n_hits += PyList_GET_SIZE(PyTuple_GET_ITEM(e, 2));
+    }
+    if (blob_size >= (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "vocabulary too large");
+        return -1;
     }
     Py_ssize_t n_cap = n + n_extra;
     uint64_t cap = 16;
     while (cap < (uint64_t)n_cap * 2 + 1)
         cap <<= 1;
     v->mask = cap - 1;
-    v->slot_id = PyMem_Malloc(cap * sizeof(int32_t));
-    v->slot_hash = PyMem_Malloc(cap * sizeof(uint64_t));
-    v->term = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(char *));
-    v->term_len = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
+    v->slots = PyMem_Malloc(cap * sizeof(Slot));
+    v->keys = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(KeyRef));
     v->blob = PyMem_Malloc(blob_size ? blob_size : 1);
     v->w = PyMem_Malloc((n ? n : 1) * sizeof(double));
     v->q = PyMem_Malloc((n ? n : 1) * sizeof(double));
     v->ids = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
-    v->flags = PyMem_Calloc(n_cap ? n_cap : 1, 1);
-    v->hit_off = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
-    v->hit_n = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
     v->hits = PyMem_Malloc((n_hits ? n_hits : 1) * sizeof(int32_t));
-    if (!v->slot_id || !v->slot_hash || !v->term || !v->term_len || !v->blob || !v->w
-        || !v->q || !v->ids || !v->flags || !v->hit_off || !v->hit_n || !v->hits) {
+    Py_ssize_t n_pairs = pairs ? PyList_GET_SIZE(pairs) : 0;
+    uint64_t pair_bits = 1 << 12;
+    while (pair_bits < (uint64_t)n_pairs * 16)
+        pair_bits <<= 1;
+    v->pair_mask = pair_bits - 1;
+    v->pairs = PyMem_Calloc(pair_bits / 64, sizeof(uint64_t));
+    if (!v->slots || !v->keys || !v->blob || !v->w || !v->q || !v->ids || !v->hits
+        || !v->pairs) {
         PyErr_NoMemory();
         return -1;
     }
-    memset(v->slot_id, 0xff, cap * sizeof(int32_t));
+    for (uint64_t i = 0; i < cap; i++) {
+        v->slots[i].tag = 0;
+        v->slots[i].key = -1;
+    }
+
     v->n_terms = n;
     v->n_keys = 0;
     char *pos = v->blob;
@@ -274,14 +349,30 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             k = (int32_t)v->n_keys++;
             table_insert(v, k, pos, len);
             pos += len;
-        } else if (k >= n || v->hit_n[k]) {
+        } else if (k >= n || v->keys[k].flags || v->keys[k].hit_n || v->keys[k].neg_of >= 0) {
             PyErr_SetString(PyExc_ValueError, "duplicate extra key");
             return -1;
         }
-        v->flags[k] = (unsigned char)fl;
+        if (fl < 0 || fl > 0xFF) {
+            PyErr_SetString(PyExc_ValueError, "flags out of range");
+            return -1;
+        }
+        v->keys[k].flags = (uint8_t)fl;
+        long neg = PyLong_AsLong(PyTuple_GET_ITEM(e, 3));
+        if (neg == -1 && PyErr_Occurred())
+            return -1;
+        if (neg < -1 || neg >= n) {
+            PyErr_SetString(PyExc_ValueError, "negated term id out of range");
+            return -1;
+        }
+        v->keys[k].neg_of = (int32_t)neg;
         Py_ssize_t nh = PyList_GET_SIZE(hl);
-        v->hit_off[k] = (int32_t)hit_pos;
-        v->hit_n[k] = (int32_t)(nh / 2);
+        if (nh / 2 > 0xFF) {
+            PyErr_SetString(PyExc_ValueError, "too many hits for one key");
+            return -1;
+        }
+        v->keys[k].hit_off = (int32_t)hit_pos;
+        v->keys[k].hit_n = (uint8_t)(nh / 2);
         for (Py_ssize_t j = 0; j < nh; j++) {
             long id = PyLong_AsLong(PyList_GET_ITEM(hl, j));
             if (id == -1 && PyErr_Occurred())
@@ -293,9 +384,26 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             v->hits[hit_pos++] = (int32_t)id;
         }
         if (nh)
-            v->flags[k] |= F_HIT;
-        if (v->flags[k] & (F_SUFFIX | F_HIT))
+            v->keys[k].flags |= F_HIT;
+        if (v->keys[k].flags & (F_SUFFIX | F_HIT))
             v->has_lex = 1;
+    }
+    for (Py_ssize_t i = 0; i < n_pairs; i++) {
+        PyObject *pr = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_Check(pr) || PyTuple_GET_SIZE(pr) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pr, 0))
+            || !PyBytes_Check(PyTuple_GET_ITEM(pr, 1))) {
+            PyErr_SetString(PyExc_TypeError, "pairs items must be (bytes, bytes)");
+            return -1;
+        }
+        PyObject *a = PyTuple_GET_ITEM(pr, 0), *b = PyTuple_GET_ITEM(pr, 1);
+        int32_t ka = vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(a), PyBytes_GET_SIZE(a));
+        int32_t kb = vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+        if (ka < 0 || kb < 0) {
+            PyErr_SetString(PyExc_ValueError, "both words of a pair must be keys");
+            return -1;
+        }
+        uint64_t bit = pair_bit(v, ka, kb);
+        v->pairs[bit >> 6] |= 1ULL << (bit & 63);
     }
     v->neg_window = neg_window;
     v->featureful = neg_window > 0 || v->has_lex;
@@ -436,8 +544,9 @@ typedef struct {
     int n_clause;       /* words of the clause so far, at most MAX_PHRASE */
     int head;           /* ring slot of the next word */
     int wlen[MAX_PHRASE];
+    int32_t wkey[MAX_PHRASE];   /* the word's key, -1 if it has none */
     unsigned char wscoped[MAX_PHRASE];
-    unsigned char wbuf[MAX_PHRASE][MAX_TERM_BYTES];
+    const unsigned char *wptr[MAX_PHRASE];  /* the word's bytes (in the scan's buffer) */
     unsigned char key[KEY_CAP];
 } Clause;
 
@@ -447,14 +556,20 @@ static inline void clause_end(Clause *cl)
     cl->n_clause = 0;
 }
 
-/* One word (lower-cased UTF-8 at term[0..len), with NEG_PREFIX_LEN writable
- * bytes before term): count its term and the lexicon entries ending at it,
+/* One word (lower-cased UTF-8 at term[0..len), which stays in place for the
+ * rest of the scan): count its term and the lexicon entries ending at it,
  * as models.tokenize.Tokenizer._features does. */
-static void feature_word(const Vocab *v, Clause *cl, Bag *bag, unsigned char *term,
-                         Py_ssize_t len)
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
+static ALWAYS_INLINE void feature_word(const Vocab *v, Clause *cl, Bag *bag,
+                                       const unsigned char *term, Py_ssize_t len)
 {
     int32_t k = vocab_find(v, term, len);
-    unsigned char fl = k >= 0 ? v->flags[k] : 0;
+    unsigned char fl = k >= 0 ? v->keys[k].flags : 0;
     int in_scope = 0;
     if (v->neg_window) {
         if ((fl & F_CUE)
@@ -468,9 +583,9 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, unsigned char *te
         }
     }
     if (in_scope) {
-        memcpy(term - NEG_PREFIX_LEN, NEG_PREFIX, NEG_PREFIX_LEN);
-        int32_t nk = vocab_find(v, term - NEG_PREFIX_LEN, len + NEG_PREFIX_LEN);
-        if (nk >= 0 && nk < v->n_terms)
+        /* "neg:WORD": every WORD with a negated term is a key (see extra). */
+        int32_t nk = k >= 0 ? v->keys[k].neg_of : -1;
+        if (nk >= 0)
             bag_add(bag, nk, 1);
     } else if (k >= 0 && k < v->n_terms) {
         bag_add(bag, k, 1);
@@ -478,22 +593,23 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, unsigned char *te
     if (!v->has_lex)
         return;
     int slot = cl->head;
-    memcpy(cl->wbuf[slot], term, len);
+    cl->wptr[slot] = term;
     cl->wlen[slot] = (int)len;
+    cl->wkey[slot] = k;
     cl->wscoped[slot] = (unsigned char)in_scope;
-    cl->head = (slot + 1) % MAX_PHRASE;
+    cl->head = (slot + 1) & (MAX_PHRASE - 1);
     if (cl->n_clause < MAX_PHRASE)
         cl->n_clause++;
     /* Entries ending at this word, shortest first: extend backwards while the
-     * words so far are a suffix of some entry. */
-    Py_ssize_t kpos = KEY_CAP - len;
-    memcpy(cl->key + kpos, term, len);
+     * words so far are a suffix of some entry (and the word before may
+     * precede the first of them in an entry). */
+    Py_ssize_t kpos = KEY_CAP;
     int n_words = 1, s = slot;
     for (;;) {
         if (fl & F_HIT) {
-            const int32_t *h = v->hits + v->hit_off[k];
+            const int32_t *h = v->hits + v->keys[k].hit_off;
             int neg = cl->wscoped[s];
-            for (int32_t t = 0; t < v->hit_n[k]; t++) {
+            for (int t = 0; t < v->keys[k].hit_n; t++) {
                 int32_t id = h[2 * t + neg];
                 if (id >= 0)
                     bag_add(bag, id, 1);
@@ -501,19 +617,67 @@ static void feature_word(const Vocab *v, Clause *cl, Bag *bag, unsigned char *te
         }
         if (!(fl & F_SUFFIX) || n_words >= cl->n_clause)
             break;
-        s = (s + MAX_PHRASE - 1) % MAX_PHRASE;
+        int p = (s - 1) & (MAX_PHRASE - 1);
+        if (cl->wkey[p] < 0 || !pair_maybe(v, cl->wkey[p], cl->wkey[s]))
+            break;
+        if (kpos == KEY_CAP) {
+            kpos -= len;
+            memcpy(cl->key + kpos, term, len);
+        }
+        s = p;
         kpos -= cl->wlen[s] + 1;
-        memcpy(cl->key + kpos, cl->wbuf[s], cl->wlen[s]);
+        memcpy(cl->key + kpos, cl->wptr[s], cl->wlen[s]);
         cl->key[kpos + cl->wlen[s]] = ' ';
         n_words++;
         k = vocab_find(v, cl->key + kpos, KEY_CAP - kpos);
-        fl = k >= 0 ? v->flags[k] : 0;
+        fl = k >= 0 ? v->keys[k].flags : 0;
     }
 }
 
+/* feature_scan's loop for normalised (lower-cased) text with non-ASCII characters. */
+static void feature_scan_unicode(const Vocab *v, Clause *cl, Bag *bag, int kind,
+                                 const void *data, Py_ssize_t n, unsigned char *term)
+{
+    Py_ssize_t i = 0;
+    while (i < n) {
+        Py_UCS4 ch;
+        while (i < n && !is_alnum(ch = PyUnicode_READ(kind, data, i))) {
+            if (is_bound(ch))
+                clause_end(cl);
+            i++;
+        }
+        if (i >= n)
+            break;
+        Py_ssize_t start = i;
+        for (;;) {
+            while (i < n && is_alnum(PyUnicode_READ(kind, data, i)))
+                i++;
+            if (i + 1 < n && PyUnicode_READ(kind, data, i) == '\''
+                && is_alnum(PyUnicode_READ(kind, data, i + 1))) {
+                i++;
+                continue;
+            }
+            break;
+        }
+        Py_ssize_t len = i - start;
+        if (len <= v->max_len) {
+            int nbytes = 0;
+            for (Py_ssize_t k = start; k < i; k++)
+                nbytes += utf8_put(term + nbytes, PyUnicode_READ(kind, data, k));
+            feature_word(v, cl, bag, term, nbytes);
+            term += nbytes;
+        }
+    }
+}
+
+#define SCAN_STACK 4096
+
 /* The feature scanner's pass over a text: the same word splitting as the
- * plain loops of Vocab_update, plus clause boundaries. */
-static void feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
+ * plain loops of Vocab_update, plus clause boundaries. Words are written,
+ * lower-cased (UTF-8), one after the other into a buffer that lasts the
+ * whole scan, so phrase matching can read the words before the current one.
+ * Returns -1 (MemoryError set) if that buffer cannot be had. */
+static int feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
 {
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
     int kind = PyUnicode_KIND(text);
@@ -522,8 +686,14 @@ static void feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
     cl.scope = 0;
     cl.n_clause = 0;
     cl.head = 0;
-    unsigned char term_buf[NEG_PREFIX_LEN + MAX_TERM_BYTES];
-    unsigned char *term = term_buf + NEG_PREFIX_LEN;
+    unsigned char stack_buf[SCAN_STACK];
+    Py_ssize_t need = (ascii ? n : 4 * n) + 1;
+    unsigned char *buf = need <= SCAN_STACK ? stack_buf : PyMem_Malloc(need);
+    if (buf == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    unsigned char *term = buf;
     Py_ssize_t i = 0;
     if (ascii) {
         const unsigned char *s = (const unsigned char *)data;
@@ -550,38 +720,15 @@ static void feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
                 for (Py_ssize_t k = 0; k < len; k++)
                     term[k] = LOWER[s[start + k]];
                 feature_word(v, &cl, bag, term, len);
+                term += len;
             }
         }
-        return;
+    } else {
+        feature_scan_unicode(v, &cl, bag, kind, data, n, term);
     }
-    while (i < n) {
-        Py_UCS4 ch;
-        while (i < n && !is_alnum(ch = PyUnicode_READ(kind, data, i))) {
-            if (is_bound(ch))
-                clause_end(&cl);
-            i++;
-        }
-        if (i >= n)
-            break;
-        Py_ssize_t start = i;
-        for (;;) {
-            while (i < n && is_alnum(PyUnicode_READ(kind, data, i)))
-                i++;
-            if (i + 1 < n && PyUnicode_READ(kind, data, i) == '\''
-                && is_alnum(PyUnicode_READ(kind, data, i + 1))) {
-                i++;
-                continue;
-            }
-            break;
-        }
-        Py_ssize_t len = i - start;
-        if (len <= v->max_len) {
-            int nbytes = 0;
-            for (Py_ssize_t k = start; k < i; k++)
-                nbytes += utf8_put(term + nbytes, PyUnicode_READ(kind, data, k));
-            feature_word(v, &cl, bag, term, nbytes);
-        }
-    }
+    if (buf != stack_buf)
+        PyMem_Free(buf);
+    return 0;
 }
 
 /* Vocab.update(text, n_urls, counts, u1, u2) -> (t1, t2, u1, u2), or None
@@ -632,7 +779,10 @@ static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
     unsigned char term[MAX_TERM_BYTES];
 
     if (v->featureful) {
-        feature_scan(v, &bag, text, ascii);
+        if (feature_scan(v, &bag, text, ascii) < 0) {
+            bag_free(&bag, stack_slot);
+            return NULL;
+        }
     } else if (ascii) {
         const unsigned char *s = (const unsigned char *)data;
         Py_ssize_t i = 0;

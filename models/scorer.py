@@ -189,23 +189,37 @@ def _unpack_uints(data: bytes, pos: int) -> tuple[np.ndarray, int]:
 _F_CUE, _F_ENDER, _F_SUFFIX = 1, 2, 4
 
 
-def _feature_keys(model: PortableModel) -> list[tuple[bytes, int, list[int]]]:
-    """The tokenizer version 2 features, as the compiled scorer's extra keys.
+def _feature_tables(model: PortableModel) -> tuple[list, list]:
+    """The tokenizer version 2 features, as the compiled scorer's extra keys and pairs.
 
-    Negation cues and scope enders (flagged), lexicon entries (words joined by
-    one space) with the (term id, negated term id) pairs they count for, in
-    the order the tokenizer emits them, and the proper suffixes of multi-word
-    entries (flagged). Entries that count for no term of the model are left
-    out, and so are their suffixes: they cannot change a score.
+    Extra keys: negation cues and scope enders (flagged); every word X with a
+    negated term ``neg:X`` in the model (with that term's id); lexicon
+    entries (words joined by one space) with the (term id, negated term id)
+    pairs they count for, in the order the tokenizer emits them; the proper
+    suffixes of multi-word entries (flagged) and every word of them. Pairs:
+    the words adjacent in some multi-word entry. Entries that count for no
+    term of the model are left out, with their suffixes and pairs: they cannot
+    change a score.
     """
     tok = model.tokenizer
     index = model.index
-    keys: dict[str, list] = {}  # key -> [flags, hits]
+    keys: dict[str, list] = {}  # key -> [flags, hits, negated term id]
+
+    def key(k: str) -> list:
+        got = keys.get(k)
+        if got is None:
+            got = keys[k] = [0, [], -1]
+        return got
+
     if tok.negation_window:
         for w in NEGATION_CUES:
-            keys.setdefault(w, [0, []])[0] |= _F_CUE
+            key(w)[0] |= _F_CUE
         for w in SCOPE_ENDERS:
-            keys.setdefault(w, [0, []])[0] |= _F_ENDER
+            key(w)[0] |= _F_ENDER
+        for t, i in index.items():
+            if t.startswith(NEGATED_PREFIX):
+                key(t[len(NEGATED_PREFIX):])[2] = i
+    pairs: set[tuple[str, str]] = set()
     lex = tok.lexicon
     if lex is not None:
         for words, hits in lex.phrases.items():
@@ -217,10 +231,17 @@ def _feature_keys(model: PortableModel) -> list[tuple[bytes, int, list[int]]]:
                     ids += (pos, neg)
             if not ids:
                 continue
-            keys.setdefault(" ".join(words), [0, []])[1].extend(ids)
+            key(" ".join(words))[1].extend(ids)
             for k in range(1, len(words)):
-                keys.setdefault(" ".join(words[k:]), [0, []])[0] |= _F_SUFFIX
-    return [(k.encode("utf-8", "surrogatepass"), f, h) for k, (f, h) in keys.items()]
+                key(" ".join(words[k:]))[0] |= _F_SUFFIX
+                key(words[k - 1])
+                pairs.add((words[k - 1], words[k]))
+
+    def enc(k: str) -> bytes:
+        return k.encode("utf-8", "surrogatepass")
+
+    extra = [(enc(k), f, h, n) for k, (f, h, n) in keys.items()]
+    return extra, [(enc(a), enc(b)) for a, b in sorted(pairs)]
 
 
 class Scored(NamedTuple):
@@ -273,7 +294,7 @@ class IncrementalScorer:
                 self._wi, self._idf2, model.tokenizer.url_token.encode("ascii"),
                 model.tokenizer.max_token_chars, self._sublinear,
                 negation_window=model.tokenizer.negation_window,
-                extra=_feature_keys(model))
+                **dict(zip(("extra", "pairs"), _feature_tables(model))))
 
     @property
     def compiled(self) -> bool:

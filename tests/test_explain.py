@@ -84,3 +84,41 @@ def test_writing_moves_follow_the_logit():
     assert writing_moves([0.5]) == [0.0]
     assert all(math.isfinite(m) for m in writing_moves([0.0, 1.0]))
     assert writing_moves([]) == []
+
+
+def test_feature_spans_attach_to_the_words_that_triggered_them():
+    from tests.conftest import feature_model
+
+    model = feature_model(5)
+    text = "Honestly, I WANT to die. Not hopeless though"
+    spans = highlight_spans(model, text)
+    by_feature: dict[str, list[str]] = {}
+    for s in spans:
+        by_feature.setdefault(s.feature, []).append(text[s.start:s.end])
+    # a multi-word lexicon entry spans its words in the original text
+    assert "I WANT to die" in by_feature["__lex_srl_passive_suicidal_ideation"]
+    assert "WANT to die" in by_feature["__lex_srl_passive_suicidal_ideation"]
+    assert by_feature["__fp_sing"] == ["I"]
+    # inside a negation's scope: negated word and negated category, on "hopeless"
+    assert by_feature["neg:__lex_srl_hopelessness"] == ["hopeless"]
+    assert all(s.negated == s.feature.startswith("neg:") for s in spans)
+    ex = explain_text(model, text, top=1000)
+    items = {c.feature: c for c in ex.up + ex.down}
+    assert items["neg:__lex_srl_hopelessness"].negated
+    assert items["neg:__lex_srl_hopelessness"].term == "SRL: hopelessness"
+    assert items["__fp_sing"].term == "first-person singular"
+    p = IncrementalScorer(model).update(UserState(), text).p_text
+    assert ex.p_text == pytest.approx(p, abs=1e-12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(list("aBİı’' .,\nhttp:/!") + ["not ", "I ", "want to die ",
+                                                                 "hopeless "]),
+                max_size=40).map("".join))
+def test_feature_spans_are_the_tokens(text):
+    from models.tokenize import LEXICON_GROUPS, Tokenizer
+
+    tok = Tokenizer(version=2, negation_window=3, lexicons=LEXICON_GROUPS)
+    spans = tok.spans(text)
+    assert [t for t, _, _ in spans] == tok.tokens(text)
+    assert all(0 <= a < b <= len(text) for _, a, b in spans)

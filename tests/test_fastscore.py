@@ -176,11 +176,15 @@ def test_vocab_rejects_bad_input():
     v = Vocab([b"a", "é".encode()], [1.0, 2.0], [1.0, 1.0], b"_url_", 40, True)
     assert (v.lookup(b"a"), v.lookup("é".encode()), v.lookup(b"b")) == (0, 1, -1)
     with pytest.raises(TypeError, match="extra"):
-        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x", 1)])
+        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x", 1, [])])
     with pytest.raises(ValueError, match="out of range"):
-        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x", 0, [5, 5])])
+        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x", 0, [5, 5], -1)])
+    with pytest.raises(ValueError, match="out of range"):
+        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x", 0, [], 3)])
+    with pytest.raises(ValueError, match="pair"):
+        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, pairs=[(b"a", b"zz")])
     # an extra key (a lexicon entry here) is no term of the vocabulary
-    v = Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x y", 0, [0, -1])])
+    v = Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x y", 0, [0, -1], -1)])
     assert v.lookup(b"x y") == -1
     with pytest.raises(TypeError):
         v.update(b"bytes", 0, {}, 0.0, 0.0)
