@@ -64,5 +64,5 @@ def test_shape_mismatch_refused():
 def test_bundled_model_loads_and_reports(bundled_model):
     r = bundled_model.report
     assert bundled_model.n_nonzero > 0
-    assert r["cv_folds"] == 4 and r["n_positive"] > 0
+    assert r["cv_folds"] == 5 and r["validation"] == "lco" and r["n_positive"] > 0
     assert len(r["cv_scores"]) >= 2
