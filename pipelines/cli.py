@@ -129,8 +129,9 @@ def _train_parser(sub) -> argparse.ArgumentParser:
         help="train and save a portable model",
         description="Train tf-idf + logistic regression. Default (--format rmhd): the bundled "
         "real posts (r/depression and r/SuicideWatch positive, 25 other communities control), "
-        "one document per post, penalty (L1/L2), C and tf variant chosen by "
-        "leave-communities-out CV, Platt-calibrated on the held-out communities; these "
+        "one document per post, words with negation scope and VADER, Empath and "
+        "first-person-pronoun counts; penalty (L1/L2), C and tf variant chosen by "
+        "leave-communities-out CV; scale and threshold set on held-out data; these "
         "defaults reproduce the bundled model exactly (same content hash). With --format "
         "jsonl|erisk|csv and --truth: a user-level collection (one document per user, the "
         "paper's recipe: L1, C and tf variant by stratified k-fold CV on F1). See docs/MODEL.md.",
