@@ -352,6 +352,10 @@ def run(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    # PyFlink imports its own Beam (2.61), which warns about filesystems it lacks.
+    logging.getLogger("apache_beam").setLevel(logging.ERROR)
     try:
         return run(argv)
     except UsageError as e:
