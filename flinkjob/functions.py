@@ -42,7 +42,7 @@ from models.deadletters import dead_letter
 from models.engine import DEAD_LETTERS, BatchResult, UserProcessor, expiry_slot
 from models.policy import IncrementalPolicy
 from models.portable import PortableModel
-from models.records import TABLES, to_row
+from models.records import to_row
 from models.scorer import IncrementalScorer, UserState
 from models.wire import KeySource, ParseError, ParseLimits, Pseudonymizer, parse_submission
 
@@ -164,7 +164,7 @@ class ScoreUser(KeyedProcessFunction):
 
 
 def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    return round(seconds * 1000)
 
 
 class WriteTable(KeyedProcessFunction):
@@ -224,8 +224,7 @@ class WriteTable(KeyedProcessFunction):
         rows = list(self._pending.get() or ())
         if rows:
             written = self._store.write(table, rows)
-            for name, n in written.items():
-                yield name, n
+            yield from written.items()
         self._pending.clear()
         self._count.clear()
 

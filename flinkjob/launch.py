@@ -25,7 +25,7 @@ _PASSED = ("input", "output", "model", "threshold", "policy", "max_alerts_per_us
 _FLAGS = ("no_store_text", "raw_user_ids", "bq_create_tables")
 
 
-class FlinkUnavailable(RuntimeError):
+class FlinkUnavailableError(RuntimeError):
     """The Flink virtualenv is missing (a one-line reason)."""
 
 
@@ -34,7 +34,7 @@ def flink_python() -> Path:
     venv = Path(os.environ.get(VENV_ENV) or ROOT / ".venv-flink")
     python = venv / "bin" / "python"
     if not python.exists() or not (venv / "connectors").is_dir():
-        raise FlinkUnavailable(
+        raise FlinkUnavailableError(
             f"the Flink engine needs its virtualenv {venv}, which is missing or incomplete: "
             "run 'make flink' in the repository (or set $EARLYRISK_FLINK_VENV)")
     return python

@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
 
         try:
             return launch.run(args, beam_args)
-        except (launch.FlinkUnavailable, ValueError) as e:
+        except (launch.FlinkUnavailableError, ValueError) as e:
             raise UsageError(str(e)) from None
     unknown = _unknown_beam_args(beam_args)
     if unknown:

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -38,7 +36,7 @@ from storage.retry import (  # re-exported: the sinks' public names
     duckdb_transient,
     retry_with_backoff,
 )
-from storage.uris import SinkURIError, parse_sink_uri  # re-exported
+from storage.uris import SinkURIError, parse_sink_uri  # noqa: F401 (re-exported)
 from transforms.beam_tuning import CachedSignatures
 
 log = logging.getLogger(__name__)
