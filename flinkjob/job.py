@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connector-dir", default=None,
                    help="folder with the Kafka connector jars (default: "
                         "<venv>/connectors, put there by deploy/flink/install.sh)")
-    p.add_argument("--detached", action="store_true",
+    p.add_argument("--no-wait", action="store_true",
                    help="submit and return (cluster runs); default: wait and print a summary")
     return p
 
@@ -315,7 +315,7 @@ def summary_lines(counts: dict[str, int], elapsed_s: float, output: str) -> list
         f"elapsed              {elapsed_s:>10.2f} s",
         f"throughput           {read / elapsed_s if elapsed_s > 0 else 0:>10,.0f} "
         "submissions/s",
-        "engine               flink (PyFlink MiniCluster, thread mode)",
+        "engine               flink (PyFlink, thread mode)",
         f"output               {output}",
     ]
 
@@ -336,7 +336,7 @@ def run(argv: list[str] | None = None) -> int:
     try:
         env = environment(opts, bundle, jars)
         summary = build(env, opts, model_ref)
-        if opts.detached:
+        if opts.no_wait:
             summary.print().name("Summary").uid(UIDS["summary"])
             client = env.execute_async("earlyrisk")
             print(f"job id               {client.get_job_id()}")
