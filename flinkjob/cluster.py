@@ -102,6 +102,7 @@ def make_home(home: Path, rest_port: int, venv: Path = DEFAULT_VENV, slots: int 
         "rest.bind-address": "localhost",
         "rest.port": str(rest_port),
         "parallelism.default": "1",
+        "metrics.fetcher.update-interval": "1000",  # REST job metrics refresh (ms)
         "io.tmp.dirs": str(home / "tmp"),
         "python.execution-mode": "thread",
         "python.executable": str(python),

@@ -24,6 +24,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from pyflink.common import Types
 from pyflink.datastream import (
     FlatMapFunction,
     KeyedProcessFunction,
+    MapFunction,
     OutputTag,
     ProcessFunction,
     RuntimeContext,
@@ -73,15 +75,21 @@ class ReadLines(FlatMapFunction):
                     yield f"file:{path}:{n}", line
 
 
-class KafkaPositions(FlatMapFunction):
-    """Kafka records as ``(kafka:TOPIC:PARTITION:OFFSET, payload bytes)``."""
+class KafkaPayload(MapFunction):
+    """A Kafka record's value -> ``(kafka:TOPIC, payload bytes)``.
+
+    PyFlink's Kafka source hands over the value only (no partition or
+    offset), so the position is the topic; dead-letter ids still differ per
+    payload. Thread mode delivers a Java ``byte[]`` as a tuple of signed ints.
+    """
 
     def __init__(self, topic: str) -> None:
-        self._topic = topic
+        self._source = f"kafka:{topic}"
 
-    def flat_map(self, row) -> Iterator[tuple[str, bytes]]:
-        partition, offset, value = row[0], row[1], row[2]
-        yield f"kafka:{self._topic}:{partition}:{offset}", bytes(value or b"")
+    def map(self, value) -> tuple[str, bytes]:
+        if isinstance(value, bytes | bytearray):
+            return self._source, bytes(value)
+        return self._source, bytes(b & 0xFF for b in value)
 
 
 class Parse(ProcessFunction):
@@ -114,9 +122,12 @@ class ScoreUser(KeyedProcessFunction):
 
     STATE = "user_state"
 
-    def __init__(self, model_dir: str | None, policy: IncrementalPolicy, state_ttl_s: float,
-                 dedupe_window: int, top_n: int, store_text: bool) -> None:
-        self._model_dir = model_dir
+    def __init__(self, model_files: dict[str, bytes], policy: IncrementalPolicy,
+                 state_ttl_s: float, dedupe_window: int, top_n: int, store_text: bool) -> None:
+        # The model travels inside the function (its files, a few hundred kB),
+        # not as a path: a TaskManager's embedded interpreter outlives jobs and
+        # keeps the modules (and their paths) of the first job it ran.
+        self._model_files = model_files
         self._policy = policy
         self._ttl = state_ttl_s
         self._window = dedupe_window
@@ -126,11 +137,11 @@ class ScoreUser(KeyedProcessFunction):
         self._state = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # The model loads once per task, never into state.
-        model_dir = self._model_dir
-        if model_dir is not None and model_dir.startswith("@"):  # shipped with the job's files
-            model_dir = str(Path(__file__).resolve().parent.parent / model_dir[1:])
-        scorer = IncrementalScorer(PortableModel.load(model_dir))
+        # The model loads once per task (content hash checked), never into state.
+        with tempfile.TemporaryDirectory(prefix="earlyrisk-model-") as d:
+            for name, data in self._model_files.items():
+                (Path(d) / name).write_bytes(data)
+            scorer = IncrementalScorer(PortableModel.load(d))
         self._processor = UserProcessor(scorer, self._policy, self._window, self._top_n,
                                         self._store_text)
         # The value is the UserState's bytes. PyFlink's thread mode converts a
@@ -345,3 +356,13 @@ def open_store(output: str, retry_budget_s: float) -> _Store:
     if scheme == "duckdb":
         return DuckDBStore(location, retry_budget_s)
     return BigQueryStore(location, retry_budget_s)
+
+
+def model_files(model_dir: str | None) -> dict[str, bytes]:
+    """The files of a portable model directory (default: the bundled model), checked."""
+    from models.portable import DEFAULT_MODEL_DIR
+
+    d = Path(model_dir) if model_dir else DEFAULT_MODEL_DIR
+    PortableModel.load(d)  # fail on the client, with the reason, not on every task
+    return {f.name: f.read_bytes() for f in sorted(d.iterdir())
+            if f.is_file() and f.suffix in (".json", ".npy")}

@@ -37,7 +37,6 @@ from models.engine import DEFAULT_STATE_TTL_S  # noqa: E402
 from models.scorer import DEFAULT_DEDUPE_WINDOW  # noqa: E402
 
 KEY_ENV = "EARLYRISK_PSEUDONYM_KEY"
-BUNDLED_MODEL = "earlyrisk_model"  # a custom --model travels in the job's files under this name
 
 # Stable operator uids (savepoint compatibility): append, never rename.
 UIDS = {
@@ -155,8 +154,8 @@ def _input(uri: str) -> tuple[str, object]:
                      "(the Flink job reads file:// and kafka://)")
 
 
-def _bundle(model: str | None) -> tuple[str, str | None]:
-    """A folder holding the job's Python packages (and a custom model), for the workers.
+def _bundle() -> str:
+    """A folder holding the job's Python packages, for the workers.
 
     ``add_python_file`` puts the folder itself on the workers' path: it must
     contain ``models/`` (putting ``models/`` itself there would let
@@ -166,12 +165,19 @@ def _bundle(model: str | None) -> tuple[str, str | None]:
     skip = shutil.ignore_patterns("__pycache__", "*.pyc")
     for pkg in ("models", "storage", "flinkjob"):
         shutil.copytree(ROOT / pkg, out / pkg, ignore=skip)
-    if model is None:
-        return str(out), None
-    if not Path(model).is_dir():
-        raise UsageError(f"--model {model}: not a directory")
-    shutil.copytree(model, out / BUNDLED_MODEL, ignore=skip)
-    return str(out), "@" + BUNDLED_MODEL
+    return str(out)
+
+
+def _model(model_dir: str | None) -> dict[str, bytes]:
+    from flinkjob.functions import model_files
+    from models.portable import ModelFormatError
+
+    if model_dir is not None and not Path(model_dir).is_dir():
+        raise UsageError(f"--model {model_dir}: not a directory")
+    try:
+        return model_files(model_dir)
+    except ModelFormatError as e:
+        raise UsageError(f"--model: {e}") from None
 
 
 def _connector_jars(opts) -> list[str]:
@@ -183,7 +189,7 @@ def _connector_jars(opts) -> list[str]:
     return [j.resolve().as_uri() for j in jars]
 
 
-def build(env, opts, model_ref: str | None):
+def build(env, opts, model: dict[str, bytes]):
     """Add the screening operators to ``env``; returns the summary stream.
 
     The summary stream carries ``(table, rows written)`` after every store
@@ -194,7 +200,7 @@ def build(env, opts, model_ref: str | None):
 
     from flinkjob.functions import (
         PARSE_DEAD_LETTERS,
-        KafkaPositions,
+        KafkaPayload,
         Parse,
         ReadLines,
         ScoreUser,
@@ -208,19 +214,24 @@ def build(env, opts, model_ref: str | None):
                .flat_map(ReadLines()).name("ReadLines").uid(UIDS["read_lines"]))
     else:
         from pyflink.common.serialization import ByteArraySchema
-        from pyflink.datastream.connectors.kafka import (
-            KafkaOffsetResetStrategy,
-            KafkaOffsetsInitializer,
-            KafkaSource,
-        )
+        from pyflink.datastream.connectors.kafka import KafkaOffsetsInitializer, KafkaSource
 
         bootstrap, topic = where
-        start = {
-            "earliest": KafkaOffsetsInitializer.earliest(),
-            "latest": KafkaOffsetsInitializer.latest(),
-            "committed": KafkaOffsetsInitializer.committed_offsets(
-                KafkaOffsetResetStrategy.EARLIEST),
-        }[opts.kafka_start]
+        if opts.kafka_start == "earliest":
+            start = KafkaOffsetsInitializer.earliest()
+        elif opts.kafka_start == "latest":
+            start = KafkaOffsetsInitializer.latest()
+        else:
+            # The group's committed offsets, else earliest. PyFlink names the
+            # reset strategy by its shaded class (flink-sql-connector-kafka);
+            # the plain connector jars carry the unshaded one.
+            from pyflink.java_gateway import get_gateway
+
+            jvm = get_gateway().jvm
+            start = KafkaOffsetsInitializer(
+                jvm.org.apache.flink.connector.kafka.source.enumerator.initializer
+                .OffsetsInitializer.committedOffsets(
+                    jvm.org.apache.kafka.clients.consumer.OffsetResetStrategy.EARLIEST))
         source = (KafkaSource.builder().set_bootstrap_servers(bootstrap).set_topics(topic)
                   .set_group_id(opts.kafka_group).set_starting_offsets(start)
                   .set_value_only_deserializer(ByteArraySchema())
@@ -230,7 +241,7 @@ def build(env, opts, model_ref: str | None):
                   .build())
         raw = (env.from_source(source, WatermarkStrategy.no_watermarks(), "Read")
                .uid(UIDS["read"])
-               .map(KafkaPositions(topic), output_type=Types.PICKLED_BYTE_ARRAY())
+               .map(KafkaPayload(topic), output_type=Types.PICKLED_BYTE_ARRAY())
                .name("ReadLines").uid(UIDS["read_lines"]))
     parsed = raw.process(Parse(_key_source(opts), ParseLimits(
         max_message_bytes=opts.max_message_bytes,
@@ -249,7 +260,7 @@ def build(env, opts, model_ref: str | None):
         subs = (parsed.assign_timestamps_and_watermarks(strategy)
                 .name("EventTime").uid(UIDS["event_time"]))
     scored = (subs.key_by(lambda s: s.user_id, key_type=Types.STRING())
-              .process(ScoreUser(model_ref, _model_policy(opts), opts.state_ttl_days * 86_400,
+              .process(ScoreUser(model, _model_policy(opts), opts.state_ttl_days * 86_400,
                                  opts.dedupe_window, 8, not opts.no_store_text))
               .name("Score").uid(UIDS["score"]))
     rows = scored.union(parsed.get_side_output(PARSE_DEAD_LETTERS))
@@ -331,11 +342,12 @@ def run(argv: list[str] | None = None) -> int:
     kind, _ = _input(opts.input)
     _prepare_output(opts)
     jars = _connector_jars(opts) if kind == "kafka" else []
-    bundle, model_ref = _bundle(opts.model)
+    model = _model(opts.model)
+    bundle = _bundle()
     start = time.monotonic()
     try:
         env = environment(opts, bundle, jars)
-        summary = build(env, opts, model_ref)
+        summary = build(env, opts, model)
         if opts.no_wait:
             summary.print().name("Summary").uid(UIDS["summary"])
             client = env.execute_async("earlyrisk")

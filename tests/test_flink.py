@@ -131,3 +131,137 @@ def test_engine_flink_rejects_what_it_does_not_do(tmp_path):
     done = _run_flink(["--parallelism", "0", "--input", f"file://{STREAM}"], tmp_path,
                       timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("earlyrisk: error: --parallelism")
+
+
+# -- a standalone cluster from the wheel: Kafka, checkpoint, savepoint, restore -----
+def _expected_scores(lines: list[bytes]) -> dict[tuple[str, str], tuple[float, int]]:
+    """Plain Python over the core: (user, submission) -> (p_user, writings_seen)."""
+    from models.engine import SCORES, UserProcessor
+    from models.portable import PortableModel
+    from models.scorer import IncrementalScorer, UserState
+    from models.wire import ParseError, Pseudonymizer, parse_submission
+
+    processor = UserProcessor(IncrementalScorer(PortableModel.load()))
+    pseudonymize = Pseudonymizer(KEY.encode())
+    states: dict[str, UserState] = {}
+    out = {}
+    for line in lines:
+        try:
+            sub = parse_submission(line, pseudonymize)
+        except ParseError:
+            continue
+        state = states.setdefault(sub.user_id, UserState())
+        for kind, rec in processor.process(sub.user_id, state, [sub]):
+            if kind == SCORES:
+                out[(rec.user_id, rec.submission_id)] = (rec.p_user, rec.writings_seen)
+    return out
+
+
+def _produce_by_author(bootstrap: str, topic: str, lines: list[bytes]) -> None:
+    """Create a 2-partition topic; each author's messages go to one partition, in order."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for f in admin.create_topics([NewTopic(topic, 2, 1)]).values():
+        f.result(timeout=15)
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for line in lines:
+        try:
+            author = str(json.loads(line).get("author", ""))
+        except ValueError:
+            author = ""
+        producer.produce(topic, line, key=author.encode() or None)
+    assert producer.flush(30) == 0
+
+
+def _score_records(home: Path, job_id: str) -> int:
+    """Records the Score operator received (REST job details; kept after the job ends)."""
+    from flinkjob import cluster
+
+    for v in cluster.rest(home, f"/jobs/{job_id}")["vertices"]:
+        if v["name"].startswith("Score"):
+            return int(v["metrics"]["read-records"])
+    raise AssertionError(f"no Score vertex in {job_id}")
+
+
+def _wait(what: str, ok, timeout_s: float = 240.0, every_s: float = 0.5, diagnose=None):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = ok()
+        if got:
+            return got
+        time.sleep(every_s)
+    raise AssertionError(f"timed out waiting for {what}"
+                         + (f": {diagnose()}" if diagnose else ""))
+
+
+def _job_report(home: Path, job_id: str) -> str:
+    from flinkjob import cluster
+
+    job = cluster.rest(home, f"/jobs/{job_id}")
+    exceptions = cluster.rest(home, f"/jobs/{job_id}/exceptions")
+    return json.dumps({"state": job["state"],
+                       "vertices": {v["name"]: [v["status"], v["metrics"]]
+                                    for v in job["vertices"]},
+                       "exceptions": str(exceptions)[:3000]})
+
+
+@pytest.mark.integration
+def test_cluster_savepoint_midway_through_kafka_restores_exactly_once(tmp_path):
+    from bench.services import free_port, tansu
+    from flinkjob import cluster
+
+    lines = [line.rstrip(b"\n") for line in gzip.open(STREAM) if line.strip()]
+    lines = lines[:1500] + [b"{not json", b'{"id": "x1"}'] + lines[1500:]
+    valid = len(lines) - 2
+    expected = _expected_scores(lines)
+    key_file = tmp_path / "pseudonym.key"
+    key_file.write_text(KEY + "\n")
+    db, checkpoints, savepoints = tmp_path / "out.duckdb", tmp_path / "cp", tmp_path / "sp"
+    home = cluster.make_home(tmp_path / "flink", free_port(), FLINK_VENV)
+    t0 = time.monotonic()
+    with tansu() as bootstrap:
+        _produce_by_author(bootstrap, "submissions", lines)
+        pids = cluster.start(home)
+        assert len(pids) == 2  # one JobManager, one TaskManager
+        print(f"cluster up in {time.monotonic() - t0:.1f} s, pids {pids}")
+        try:
+            args = ["--input", f"kafka://{bootstrap}/submissions", "--output", f"duckdb://{db}",
+                    "--kafka-start", "earliest", "--pseudonym-key-file", str(key_file),
+                    "--checkpoint-dir", str(checkpoints), "--checkpoint-interval-ms", "2000"]
+            first = cluster.submit(home, args, venv=FLINK_VENV)
+            _wait("a checkpoint", lambda: cluster.job_state(home, first) == "RUNNING"
+                  and cluster.completed_checkpoints(home, first) >= 1)
+            _wait("a third of the topic", lambda: _score_records(home, first) >= valid // 3,
+                  every_s=0.2)
+            savepoint = cluster.stop_with_savepoint(home, first, str(savepoints))
+            before = _wait("the first job's end", lambda: cluster.job_state(home, first)
+                           == "FINISHED" and _score_records(home, first))
+            print(f"stopped with a savepoint after {before} of {valid} submissions: {savepoint}")
+            assert 0 < before < valid, "the savepoint was not taken midway through the topic"
+
+            second = cluster.submit(home, args, savepoint=savepoint, venv=FLINK_VENV)
+            _wait("the rest of the topic", lambda: cluster.job_state(home, second) == "RUNNING"
+                  and _score_records(home, second) >= valid - before, timeout_s=300,
+                  diagnose=lambda: _job_report(home, second))
+            # Drain: event time to the end, so every pending row is written.
+            cluster.stop_with_savepoint(home, second, str(savepoints), drain=True)
+            _wait("the second job's end", lambda: cluster.job_state(home, second) == "FINISHED")
+            assert _score_records(home, second) == valid - before  # nothing read twice
+        finally:
+            cluster.stop(home)
+    assert not any(cluster._alive(p) for p in pids)
+    print(f"cluster test: {time.monotonic() - t0:.1f} s")
+
+    scores = _table(db, "scores")
+    got = {(r["user_id"], r["submission_id"]): (r["p_user"], r["writings_seen"]) for r in scores}
+    assert len(scores) == len(got) == valid == len(expected)
+    assert set(got) == set(expected)
+    for k, (p_user, seen) in expected.items():
+        # State crossed the savepoint: k counts on from where it was, p_user as if uninterrupted.
+        assert got[k][1] == seen and abs(got[k][0] - p_user) <= 1e-9, k
+    dead = _table(db, "dead_letters")
+    assert sorted((d["stage"], d["reason"]) for d in dead) == \
+        [("parse", "invalid_json"), ("parse", "missing_field")]
+    assert len(_table(db, "writings")) == valid
