@@ -252,11 +252,14 @@ def build(env, opts, model: dict[str, bytes]):
             def extract_timestamp(self, value, record_timestamp: int) -> int:
                 return int(value.created_utc * 1000)
 
+        # with_idleness must come first: PyFlink's with_idleness returns a new
+        # strategy that forgets a Python timestamp assigner set before it (the
+        # watermark would then follow the Kafka record times, i.e. now).
         strategy = (WatermarkStrategy
                     .for_bounded_out_of_orderness(
                         Duration.of_millis(int(opts.watermark_lag_hours * 3_600_000)))
-                    .with_timestamp_assigner(_EventTime())
-                    .with_idleness(Duration.of_seconds(60)))
+                    .with_idleness(Duration.of_seconds(60))
+                    .with_timestamp_assigner(_EventTime()))
         subs = (parsed.assign_timestamps_and_watermarks(strategy)
                 .name("EventTime").uid(UIDS["event_time"]))
     scored = (subs.key_by(lambda s: s.user_id, key_type=Types.STRING())

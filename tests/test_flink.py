@@ -265,3 +265,31 @@ def test_cluster_savepoint_midway_through_kafka_restores_exactly_once(tmp_path):
     assert sorted((d["stage"], d["reason"]) for d in dead) == \
         [("parse", "invalid_json"), ("parse", "missing_field")]
     assert len(_table(db, "writings")) == valid
+
+
+# -- BigQuery (the cluster sink) on the emulator ---------------------------------
+@pytest.mark.integration
+def test_flink_job_writes_the_same_rows_to_bigquery(tmp_path, monkeypatch, bq_emulator):
+    from pipelines.screening import run
+    from storage.bigquery_store import fetch_rows, parse_bigquery_uri
+
+    lines = [line.rstrip(b"\n") for line in gzip.open(STREAM) if line.strip()][:300]
+    src = tmp_path / "small.jsonl"
+    src.write_bytes(b"\n".join(lines[:100] + [b"{not json"] + lines[100:] + [lines[7]]) + b"\n")
+    monkeypatch.setenv("EARLYRISK_PSEUDONYM_KEY", KEY)
+    beam_db = tmp_path / "beam.duckdb"
+    run(["--input", f"file://{src}", "--output", f"duckdb://{beam_db}"], show_progress=False)
+
+    uri = "bigquery://demo-project/flink_sink"
+    done = _run_flink(["--input", f"file://{src}", "--output", uri, "--bq-create-tables"],
+                      tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ref = parse_bigquery_uri(uri)
+    for table, key in (("scores", ("user_id", "submission_id", "p_user", "writings_seen")),
+                       ("alerts", ("alert_id", "user_id", "submission_id", "alert_seq")),
+                       ("dead_letters", ("dead_letter_id", "stage", "reason", "source")),
+                       ("writings", ("user_id", "submission_id", "body"))):
+        got = sorted(tuple(r[k] for k in key) for r in fetch_rows(ref, table))
+        want = sorted(tuple(r[k] for k in key) for r in _table(beam_db, table))
+        assert got == want, table
+    assert len(fetch_rows(ref, "dead_letters")) == 2  # the invalid line and the redelivery
