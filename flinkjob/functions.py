@@ -25,6 +25,7 @@ import gzip
 import json
 import logging
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from models.deadletters import dead_letter
 from models.engine import DEAD_LETTERS, BatchResult, UserProcessor, expiry_slot
 from models.policy import IncrementalPolicy
 from models.portable import PortableModel
-from models.records import to_row
+from models.records import PIPELINE_TABLES, TABLES, to_row
 from models.scorer import IncrementalScorer, UserState
 from models.wire import KeySource, ParseError, ParseLimits, Pseudonymizer, parse_submission
 
@@ -108,16 +109,18 @@ class Parse(ProcessFunction):
         try:
             yield parse_submission(payload, self._pseudonymize, source, self._limits)
         except ParseError as e:
-            yield PARSE_DEAD_LETTERS, _rows(DEAD_LETTERS, dead_letter(
-                "parse", e.reason, e.detail, source, payload, self._pseudonymize))
+            yield PARSE_DEAD_LETTERS, [_rows(DEAD_LETTERS, dead_letter(
+                "parse", e.reason, e.detail, source, payload, self._pseudonymize))]
 
 
 class ScoreUser(KeyedProcessFunction):
     """Per-user keyed state (UserState bytes) + expiry timer around UserProcessor.
 
-    Outputs ``(table, row)`` for scores, writings, alerts and duplicate dead
-    letters, in the order :meth:`models.engine.UserProcessor.process` yields
-    them, and ``(USERS_NEW, None)`` once per new user (for the run summary).
+    Outputs one list per submission: ``(table, row)`` for its score, writing,
+    alerts or duplicate dead letter, in the order
+    :meth:`models.engine.UserProcessor.process` yields them, led by
+    ``(USERS_NEW, None)`` for a new user (for the run summary). One element
+    per submission rather than per row halves what crosses to the sink.
     """
 
     STATE = "user_state"
@@ -154,11 +157,11 @@ class ScoreUser(KeyedProcessFunction):
     def process_element(self, sub, ctx: KeyedProcessFunction.Context):
         raw = self._state.value()
         state = UserState() if raw is None else UserState.from_bytes(raw)
-        if raw is None:
-            yield USERS_NEW, None
+        out: list[tuple[str, Any]] = [(USERS_NEW, None)] if raw is None else []
         result = BatchResult()
         for output, record in self._processor.process(sub.user_id, state, (sub,), result):
-            yield _rows(output, record)
+            out.append(_rows(output, record))
+        yield out
         if result.changed:  # else a redelivery: nothing changed
             self._state.update(state.to_bytes())
             if result.timer_moves(state, self._ttl):
@@ -178,17 +181,27 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-class WriteTable(KeyedProcessFunction):
-    """Rows of one table (the key) -> the store, in batches, idempotently.
+def shard(rows: list[tuple[str, Any]], shards: int) -> int:
+    """The sink subtask for a list of rows (by its last row's primary key)."""
+    if shards <= 1:
+        return 0
+    table, row = rows[-1]
+    key = "\x1f".join(str(row.get(k)) for k in TABLES[table].primary_key) if row else ""
+    return zlib.crc32(key.encode()) % shards
 
-    Pending rows live in Flink list state: a checkpoint holds every row that
-    is not yet written, and a row written but not yet covered by a checkpoint
-    is written again after a restore, which the store ignores (DuckDB: insert
-    or ignore by primary key; BigQuery: insert ids derived from the primary
-    key). Flushes happen at ``batch_size`` rows, ``flush_ms`` after the first
-    pending row (processing time) and at the end of a bounded input. A row the
-    store rejects becomes a ``dead_letters`` row (stage ``sink``). Emits
-    ``(table, rows written)`` after each flush.
+
+class WriteTable(KeyedProcessFunction):
+    """Lists of ``(table, row)`` -> the store, in batches, idempotently.
+
+    Keyed by :func:`shard`. Pending rows live in Flink list state: a
+    checkpoint holds every row that is not yet written, and a row written but
+    not yet covered by a checkpoint is written again after a restore, which
+    the store ignores (DuckDB: insert or ignore by primary key; BigQuery:
+    insert ids derived from the primary key). Flushes happen at ``batch_size``
+    rows, ``flush_ms`` after the first pending row (processing time) and at
+    the end of a bounded input. A row the store rejects becomes a
+    ``dead_letters`` row (stage ``sink``). Emits ``(table, rows written)``
+    after each flush and ``(USERS_NEW, n)`` for new users.
     """
 
     def __init__(self, output: str, batch_size: int = 5_000, flush_ms: int = 1_000,
@@ -198,46 +211,52 @@ class WriteTable(KeyedProcessFunction):
         self._flush_ms = flush_ms
         self._budget = retry_budget_s
         self._pending = None
-        self._count = None
+        # Rows pending per key, only to decide when to flush (after a restore
+        # it restarts at 0 while the restored rows wait for the next flush).
+        self._counts: dict[int, int] = {}
         self._store = None
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self._pending = runtime_context.get_list_state(
             ListStateDescriptor("pending_rows", Types.PICKLED_BYTE_ARRAY()))
-        self._count = runtime_context.get_state(ValueStateDescriptor("pending_count", Types.INT()))
         self._store = open_store(self._output, self._budget)
 
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
 
-    def process_element(self, value: tuple[str, Any], ctx: KeyedProcessFunction.Context):
-        table, row = value
-        if table == USERS_NEW:
-            yield USERS_NEW, 1
+    def process_element(self, value: list[tuple[str, Any]], ctx: KeyedProcessFunction.Context):
+        rows = [r for r in value if r[0] != USERS_NEW]
+        if len(rows) != len(value):
+            yield USERS_NEW, len(value) - len(rows)
+        if not rows:
             return
-        self._pending.add(row)
-        n = (self._count.value() or 0) + 1
-        if n == 1:
+        key = ctx.get_current_key()
+        self._pending.add_all(rows)
+        before = self._counts.get(key, 0)
+        n = self._counts[key] = before + len(rows)
+        if before == 0:
             timers = ctx.timer_service()
             timers.register_processing_time_timer(
                 timers.current_processing_time() + self._flush_ms)
             timers.register_event_time_timer(END_OF_INPUT_MS)
         if n >= self._batch_size:
-            yield from self._flush(table)
-        else:
-            self._count.update(n)
+            yield from self._flush(key)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext):
         yield from self._flush(ctx.get_current_key())
 
-    def _flush(self, table: str) -> Iterator[tuple[str, int]]:
-        rows = list(self._pending.get() or ())
-        if rows:
-            written = self._store.write(table, rows)
-            yield from written.items()
+    def _flush(self, key: int) -> Iterator[tuple[str, int]]:
+        by_table: dict[str, list[dict[str, Any]]] = {}
+        for table, row in self._pending.get() or ():
+            by_table.setdefault(table, []).append(row)
+        for table in sorted(by_table, key=_TABLE_ORDER.index):
+            yield from self._store.write(table, by_table[table]).items()
         self._pending.clear()
-        self._count.clear()
+        self._counts[key] = 0
+
+
+_TABLE_ORDER = [t.name for t in PIPELINE_TABLES]
 
 
 # -- stores ----------------------------------------------------------------------

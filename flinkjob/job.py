@@ -205,6 +205,7 @@ def build(env, opts, model: dict[str, bytes]):
         ReadLines,
         ScoreUser,
         WriteTable,
+        shard,
     )
     from models.wire import ParseLimits
 
@@ -267,7 +268,8 @@ def build(env, opts, model: dict[str, bytes]):
                                  opts.dedupe_window, 8, not opts.no_store_text))
               .name("Score").uid(UIDS["score"]))
     rows = scored.union(parsed.get_side_output(PARSE_DEAD_LETTERS))
-    return (rows.key_by(lambda r: r[0], key_type=Types.STRING())
+    shards = opts.parallelism
+    return (rows.key_by(lambda batch: shard(batch, shards), key_type=Types.INT())
             .process(WriteTable(opts.output, opts.sink_batch, opts.sink_flush_ms,
                                 opts.sink_retry_seconds),
                      output_type=Types.TUPLE([Types.STRING(), Types.LONG()]))
