@@ -201,6 +201,9 @@ def stop(home: Path, timeout_s: float = 30.0) -> None:
     for p in running:
         if _alive(p):
             os.kill(p, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in running) and time.monotonic() < deadline:
+        time.sleep(0.1)
     for f in (home / "pids").glob("*.pid"):
         f.unlink()
 

@@ -62,6 +62,13 @@ def _table(path: Path, name: str) -> list[dict]:
         con.close()
 
 
+def _try_table(path: Path, name: str) -> list[dict] | None:
+    try:
+        return _table(path, name)
+    except duckdb.IOException:
+        return None
+
+
 def _without(rows: list[dict], *cols: str) -> list[tuple]:
     return sorted(tuple((k, v) for k, v in r.items() if k not in cols) for r in rows)
 
@@ -254,7 +261,8 @@ def test_cluster_savepoint_midway_through_kafka_restores_exactly_once(tmp_path):
     assert not any(cluster._alive(p) for p in pids)
     print(f"cluster test: {time.monotonic() - t0:.1f} s")
 
-    scores = _table(db, "scores")
+    # The store's lock goes with the TaskManager; give the kernel a moment.
+    scores = _wait("the DuckDB file's lock", lambda: _try_table(db, "scores"), timeout_s=60)
     got = {(r["user_id"], r["submission_id"]): (r["p_user"], r["writings_seen"]) for r in scores}
     assert len(scores) == len(got) == valid == len(expected)
     assert set(got) == set(expected)
