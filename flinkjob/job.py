@@ -193,7 +193,7 @@ def build(env, opts, model: dict[str, bytes]):
     """Add the screening operators to ``env``; returns the summary stream.
 
     The summary stream carries ``(table, rows written)`` after every store
-    write and ``("_users_new", 1)`` per new user.
+    write and ``("_users_new", n)`` for new users.
     """
     from pyflink.common import Duration, Types, WatermarkStrategy
     from pyflink.common.watermark_strategy import TimestampAssigner
