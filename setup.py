@@ -53,7 +53,7 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "transforms*", "models*", "corpora*",
                                     "storage*", "evaluation*", "webapp*", "crawler*",
-                                    "analytics*", "bench*"]),
+                                    "analytics*", "bench*", "flinkjob*"]),
     package_data={"models": ["default/*.json", "default/*.npy", "lexicons/*.tsv",
                             "lexicons/LICENSE-*", "lexicons/README.md"],
                   "webapp": ["templates/*.html", "static/*"],

@@ -1,7 +1,8 @@
 """``earlyrisk bench``: run every benchmark, print a table, write results.json.
 
 Sections: scorer (incremental vs the paper's method), pipeline (earlyrisk run
-vs an empty stateful DoFn), state (bytes per user and per term), latency
+vs an empty stateful DoFn), flink (the native Flink job beside the Beam job,
+and its start cost; skipped without .venv-flink), state (bytes per user and per term), latency
 (through the Pub/Sub emulator), scale (1M submissions / 100k users) and
 training. ``--quick`` uses small sizes (a minute or two, for CI); the full
 run takes several minutes and is what docs/PERFORMANCE.md records.
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("scorer", "state", "pipeline", "latency", "scale", "training")
+SECTIONS = ("scorer", "state", "pipeline", "flink", "latency", "scale", "training")
 
 
 def machine() -> dict:
@@ -138,6 +139,11 @@ def table(r: dict) -> str:
         lines.append(f"earlyrisk run                  {pl['earlyrisk_per_s']:>8,} subs/s  "
                      f"wall {pl['earlyrisk_wall_s']} s  cpu {pl['earlyrisk_cpu_s']} s")
         lines.append(f"share of ceiling               {pl['share_of_ceiling']:.0%}")
+    fl = r.get("flink")
+    if fl:
+        from bench.flink import lines as flink_lines
+
+        lines += flink_lines(fl)
     lat = r.get("latency")
     if lat:
         lines.append("== latency (Pub/Sub emulator -> score row)")
@@ -175,7 +181,7 @@ def run(quick: bool = False, sections: tuple[str, ...] = SECTIONS,
         results: Path | None = DEFAULT_RESULTS, say: Callable[[str], None] | None = None,
         keep_other_sections: bool = False) -> dict:
     say = say or (lambda m: print(m, file=sys.stderr, flush=True))
-    from bench import latency, pipeline, scale, scorer, state
+    from bench import flink, latency, pipeline, scale, scorer, state
 
     r: dict = {"quick": quick, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "machine": machine(), "sections": list(sections)}
@@ -183,6 +189,7 @@ def run(quick: bool = False, sections: tuple[str, ...] = SECTIONS,
         "scorer": lambda: scorer.run(quick),
         "state": lambda: state.run(quick),
         "pipeline": lambda: pipeline.run(quick),
+        "flink": lambda: flink.run(quick),
         "latency": lambda: latency.run(quick, say=say),
         "scale": lambda: scale.run(quick, say=say),
         "training": lambda: scale.training(quick),

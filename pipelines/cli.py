@@ -51,6 +51,11 @@ def _run_parser(sub) -> argparse.ArgumentParser:
     )
     ScreeningOptions._add_argparse_args(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    p.add_argument("--engine", choices=("beam", "flink"), default="beam",
+                   help="'beam' (default; --runner picks where) or 'flink': the native "
+                        "PyFlink job on a local MiniCluster, run in .venv-flink ('make flink'); "
+                        "Flink options (--parallelism, --checkpoint-dir, ...) pass through; "
+                        "see deploy/flink/README.md")
     return p
 
 
@@ -71,12 +76,19 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     from pipelines.options import OptionsError
     from pipelines.screening import run
 
+    if args.engine == "flink":
+        from flinkjob import launch
+
+        try:
+            return launch.run(args, beam_args)
+        except (launch.FlinkUnavailableError, ValueError) as e:
+            raise UsageError(str(e)) from None
     unknown = _unknown_beam_args(beam_args)
     if unknown:
         raise UsageError(f"unrecognised option {unknown[0]} (see 'earlyrisk run --help')")
     argv = list(beam_args)
     for key, value in vars(args).items():
-        if key in ("command", "func", "no_progress") or value is None:
+        if key in ("command", "func", "no_progress", "engine") or value is None:
             continue
         if isinstance(value, bool):
             if value:

@@ -75,19 +75,25 @@ def shared_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
         return entry[0]
 
 
-def release_connection(path: str | Path) -> None:
+def release_connection(path: str | Path, close_if_unused: bool = False) -> None:
     """Drop one reference; the connection itself stays open until exit.
 
     Runners call DoFn.teardown on worker threads that may be cancelled while
     the process exits; closing (which checkpoints) there can be cut short and
     abort the process. Every insert is already committed to the WAL, so the
     connection is closed once, from the main thread, at interpreter exit.
+    ``close_if_unused`` closes it when this was the last reference: for
+    callers that know they close on the owning thread (the Flink job's sink,
+    whose embedded interpreter may not run exit handlers).
     """
     key = str(Path(path).resolve())
     with _lock:
         entry = _shared.get(key)
         if entry is not None:
             entry[1] = max(0, entry[1] - 1)
+            if close_if_unused and entry[1] == 0:
+                entry[0].close()
+                del _shared[key]
 
 
 def close_all() -> None:

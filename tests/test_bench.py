@@ -87,3 +87,12 @@ def test_latency_section_through_the_emulator() -> None:
         pytest.skip(r["skipped"])
     assert r["published"] == 60 and r["received"] + r["missing"] == 60
     assert r["received"] > 0 and r["p50_s"] <= r["p99_s"] <= r["max_s"]
+
+
+def test_flink_section_is_skipped_with_the_reason_without_its_venv(tmp_path, monkeypatch) -> None:
+    from bench import flink
+
+    monkeypatch.setattr(flink, "FLINK_VENV", tmp_path / "no-venv")
+    r = flink.run(quick=True)
+    assert "make flink" in r["skipped"]
+    assert flink.lines(r) == ["== flink", f"skipped: {r['skipped']}"]

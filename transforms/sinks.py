@@ -23,16 +23,20 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlparse
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from models.records import PIPELINE_TABLES, to_row
+from storage.retry import (  # re-exported: the sinks' public names
+    SinkUnavailableError,
+    duckdb_transient,
+    retry_with_backoff,
+)
+from storage.uris import SinkURIError, parse_sink_uri  # noqa: F401 (re-exported)
 from transforms.beam_tuning import CachedSignatures
 
 log = logging.getLogger(__name__)
@@ -40,88 +44,6 @@ T = TypeVar("T")
 
 DEFAULT_RETRY_BUDGET_S = 300.0
 REJECTED = "rejected"
-
-
-class SinkURIError(ValueError):
-    pass
-
-
-class SinkUnavailableError(RuntimeError):
-    """The store stayed unavailable for the whole retry budget."""
-
-
-def retry_with_backoff(action: Callable[[], T], is_transient: Callable[[BaseException], bool],
-                       budget_s: float, what: str, first_delay_s: float = 0.2,
-                       max_delay_s: float = 10.0,
-                       sleep: Callable[[float], None] = time.sleep) -> T:
-    """``action()``, retried on transient errors with doubling delays.
-
-    Gives up with :class:`SinkUnavailableError` once ``budget_s`` has passed;
-    any other error is raised at once.
-    """
-    start = time.monotonic()
-    delay = first_delay_s
-    attempt = 1
-    while True:
-        try:
-            return action()
-        except Exception as e:
-            if not is_transient(e):
-                raise
-            waited = time.monotonic() - start
-            if waited + delay > budget_s:
-                raise SinkUnavailableError(
-                    f"{what}: still failing after {attempt} attempts over {waited:.1f} s: "
-                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
-            log.warning("%s failed (attempt %d, retrying in %.1f s): %s", what, attempt,
-                        delay, str(e).splitlines()[0] if str(e) else type(e).__name__)
-            sleep(delay)
-            delay = min(delay * 2, max_delay_s)
-            attempt += 1
-
-
-_TRANSIENT_IO = ("lock", "no space left", "input/output error", "resource temporarily",
-                 "device or resource busy", "disk quota", "interrupted")
-
-
-def duckdb_transient(e: BaseException) -> bool:
-    """Errors that say the store is unavailable for now, not that it is wrong.
-
-    DuckDB raises IOException both for a file locked by another process or a
-    failed write (disk full, I/O error), which may pass and are retried, and
-    for a path that can never work (a directory, no permission), which fails
-    at once.
-    """
-    import errno
-
-    import duckdb
-
-    if isinstance(e, OSError) and not isinstance(e, duckdb.Error):
-        return e.errno in (errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ENOSPC, errno.EDQUOT,
-                           errno.EINTR)
-    if isinstance(e, duckdb.IOException):
-        text = str(e).lower()
-        return any(t in text for t in _TRANSIENT_IO)
-    return False
-
-
-def parse_sink_uri(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme == "duckdb":
-        path = (parsed.netloc + parsed.path) if parsed.netloc else parsed.path
-        if not path:
-            raise SinkURIError(f"{uri!r}: no database path")
-        return "duckdb", path
-    if parsed.scheme == "bigquery":
-        from storage.bigquery_store import BigQueryURIError, parse_bigquery_uri
-
-        try:
-            parse_bigquery_uri(uri)
-        except BigQueryURIError as e:
-            raise SinkURIError(str(e)) from None
-        return "bigquery", uri
-    raise SinkURIError(f"{uri!r}: unsupported sink scheme {parsed.scheme!r} "
-                       "(supported: duckdb://, bigquery://)")
 
 
 class _DuckDBWriteFn(CachedSignatures, beam.DoFn):
