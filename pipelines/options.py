@@ -8,6 +8,7 @@ flags work from the CLI, from a Flex Template and from Python;
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from pathlib import Path
@@ -228,6 +229,18 @@ def _validate_bigquery(opts: ScreeningOptions) -> None:
                 "local emulator)") from None
 
 
+def _check_input_file(location: str) -> None:
+    """A file input must name a file, or be a glob that matches at least one."""
+    if any(ch in location for ch in "*?["):
+        if not glob.glob(location):
+            raise OptionsError(f"--input: no file matches {location}")
+    elif Path(location).is_dir():
+        raise OptionsError(f"--input: {location} is a directory; give a file, or a glob "
+                           f"such as file://{location.rstrip('/')}/*.jsonl")
+    elif not Path(location).exists():
+        raise OptionsError(f"--input: {location} does not exist")
+
+
 def validate(opts: ScreeningOptions) -> None:
     """Raise OptionsError with a one-line reason for any bad value."""
     from models.portable import ModelFormatError, PortableModel
@@ -251,9 +264,8 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError("--sink-retry-seconds must not be negative")
     try:
         scheme, location = parse_source_uri(opts.input)
-        if scheme == "file" and not any(ch in location for ch in "*?[") \
-                and not Path(location).exists():
-            raise OptionsError(f"--input: {location} does not exist")
+        if scheme == "file":
+            _check_input_file(location)
         sink_scheme, _ = parse_sink_uri(opts.output)
         _validate_live_source(opts, scheme)
     except (SourceURIError, SinkURIError) as e:
