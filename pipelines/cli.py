@@ -137,15 +137,20 @@ def _train_parser(sub) -> argparse.ArgumentParser:
                    help="training writings, wire-format JSONL (default: bundled simulated "
                         "train split)")
     p.add_argument("--truth", default=str(SIMULATED_DIR / "train-truth.txt"),
-                   help="golden truth, 'user label' per line")
-    p.add_argument("--out", default="earlyrisk-model", help="output model directory")
-    p.add_argument("--name", default=d.name, help="model name")
-    p.add_argument("--folds", type=int, default=d.folds, help="cross-validation folds")
+                   help="golden truth, 'user label' per line (default: the bundled "
+                        "simulated train split's)")
+    p.add_argument("--out", default="earlyrisk-model",
+                   help="output model directory (default: %(default)s in the working "
+                        "directory)")
+    p.add_argument("--name", default=d.name, help="model name (default: %(default)s)")
+    p.add_argument("--folds", type=int, default=d.folds,
+                   help="cross-validation folds (default: %(default)s)")
     p.add_argument("--min-df", type=int, default=d.min_df,
-                   help="drop terms used by fewer users")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed for folds and solver")
+                   help="drop terms used by fewer users (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="seed for folds and solver (default: %(default)s)")
     p.add_argument("--c-grid", default=",".join(f"{c:g}" for c in d.c_grid),
-                   help="comma-separated values of C to search")
+                   help="comma-separated values of C to search (default: %(default)s)")
     return p
 
 
@@ -204,12 +209,19 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
         "simulate",
         help="rebuild the simulated user streams from the bundled posts",
         description="Build SIMULATED users (chronological streams of real RMHD posts) and "
-        "write train/test JSONL + truth files. Defaults rebuild the bundled files.",
+        "write train/test JSONL + truth files. The defaults rebuild the bundled files "
+        "(same bytes) into ./earlyrisk-simulated.",
     )
-    p.add_argument("--out", default=str(SIMULATED_DIR), help="output directory")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--positive", type=int, default=d.n_positive, help="positive users")
-    p.add_argument("--control", type=int, default=d.n_control, help="control users")
+    p.add_argument("--out", default="earlyrisk-simulated",
+                   help="output directory (default: %(default)s in the working directory; "
+                        "the defaults reproduce the bundled data/simulated files)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="random seed: which posts each simulated user gets, and in which "
+                        "order (default: %(default)s)")
+    p.add_argument("--positive", type=int, default=d.n_positive,
+                   help="positive users per split (default: %(default)s)")
+    p.add_argument("--control", type=int, default=d.n_control,
+                   help="control users per split (default: %(default)s)")
     return p
 
 
@@ -218,6 +230,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.positive < 4 or args.control < 4:
         raise UsageError("need at least 4 positive and 4 control users")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out: {args.out} is a file; give a directory")
     config = SimulationConfig(seed=args.seed, n_positive=args.positive, n_control=args.control)
     manifest = write(Path(args.out), config)
     for split, s in manifest["splits"].items():
@@ -433,7 +447,8 @@ def _bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     p.add_argument("--results", default=str(DEFAULT_RESULTS),
-                   help="where to write the JSON results (default bench/results.json)")
+                   help="where to write the JSON results (default: %(default)s in the "
+                        "working directory; the committed record is bench/results.json)")
     p.add_argument("--keep", action="store_true",
                    help="with --only: keep the other sections' figures already in the "
                         "results file (from a run of the same kind, quick or full)")

@@ -266,7 +266,10 @@ def validate(opts: ScreeningOptions) -> None:
         scheme, location = parse_source_uri(opts.input)
         if scheme == "file":
             _check_input_file(location)
-        sink_scheme, _ = parse_sink_uri(opts.output)
+        sink_scheme, sink_path = parse_sink_uri(opts.output)
+        if sink_scheme == "duckdb" and Path(sink_path).is_dir():
+            raise OptionsError(f"--output: {sink_path} is a directory; give the DuckDB file, "
+                               f"e.g. duckdb://{sink_path.rstrip('/')}/earlyrisk.duckdb")
         _validate_live_source(opts, scheme)
     except (SourceURIError, SinkURIError) as e:
         raise OptionsError(str(e)) from None
