@@ -300,7 +300,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     columns = [d[0] for d in cur.description]
     rows = cur.fetchall()
     if args.format == "csv":
-        w = csv.writer(sys.stdout)
+        w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(columns)
         w.writerows(rows)
     elif args.format == "json":
