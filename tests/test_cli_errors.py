@@ -169,3 +169,29 @@ def test_help_and_version_import_nothing_heavy():
                          check=True).stdout
     assert "HEAVY []" in out, out
     assert "publish" in out and "earlyrisk 0.1" in out
+
+
+def test_forget_says_what_it_would_do(tmp_path, capsys):
+    from models.records import ScoreRecord, to_row
+    from pipelines.cli import main
+    from storage.duckdb_store import insert_rows
+
+    db = tmp_path / "s.duckdb"
+    con = duckdb.connect(str(db))
+    ensure_schema(con)
+    insert_rows(con, "scores", [to_row(ScoreRecord(
+        user_id="u_0123456789abcdef0123", submission_id=f"s{i}", created_utc=1_546_300_800,
+        kind="post", subreddit="d", p_text=0.1, p_user=0.2, writings_seen=i + 1,
+        model_version="m", source="")) for i in range(2)])
+    con.close()
+    assert main(["forget", "--user", "u_0123456789abcdef0123", "--db", str(db),
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("would delete from") and "deleted" not in out.replace(
+        "would delete", "")
+    assert "scores               2 rows to delete" in out
+    assert main(["forget", "--user", "somebody-else", "--db", str(db), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("nothing stored for this user") and "looked up" in out
+    assert main(["forget", "--user", "u_0123456789abcdef0123", "--db", str(db)]) == 0
+    assert "scores               2 rows deleted" in capsys.readouterr().out
