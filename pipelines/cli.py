@@ -636,8 +636,8 @@ def user_error(e: BaseException) -> str | None:
         return f"DuckDB store: {first}"
     auth = sys.modules.get("google.auth.exceptions")
     if auth is not None and isinstance(e, auth.DefaultCredentialsError):
-        return ("no Google Cloud credentials (run 'gcloud auth application-default login', or "
-                "set BIGQUERY_EMULATOR_HOST for the local BigQuery emulator)")
+        return ("no Google Cloud credentials (run 'gcloud auth application-default login'; "
+                "for the local emulators set BIGQUERY_EMULATOR_HOST or PUBSUB_EMULATOR_HOST)")
     return None
 
 

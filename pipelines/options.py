@@ -166,6 +166,8 @@ def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
         or opts.kafka_group != "earlyrisk" or opts.kafka_start != "committed"
     if scheme != "kafka" and kafka_flags:
         raise OptionsError("--until-caught-up and --kafka-* options need a kafka:// input")
+    if scheme == "pubsub":
+        _check_pubsub_source(opts)
     if scheme != "kafka":
         return
     if not opts.kafka_group:
@@ -188,6 +190,40 @@ def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
         check_topic(*parse_kafka_uri(opts.input))
     except KafkaError as e:
         raise OptionsError(f"--input: {e}") from None
+
+
+def _check_pubsub_source(opts: ScreeningOptions) -> None:
+    """For an in-process run: the subscription (or topic) exists and can be reached, else a
+    one-line reason. (Remote runners reach Pub/Sub with their workers' credentials.)"""
+    from pipelines.runners import waits_for_completion
+
+    if not waits_for_completion(opts):
+        return
+    from google.api_core import exceptions as gexc
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import pubsub_v1
+
+    from transforms.sources import parse_source_uri
+
+    path = parse_source_uri(opts.input)[1]
+    kind = "subscription" if "/subscriptions/" in path else "topic"
+    try:
+        if kind == "subscription":
+            with pubsub_v1.SubscriberClient() as client:
+                client.get_subscription(subscription=path, retry=None, timeout=15)
+        else:
+            pubsub_v1.PublisherClient().get_topic(topic=path, retry=None, timeout=15)
+    except gexc.NotFound:
+        raise OptionsError(
+            f"--input: {opts.input}: {kind} does not exist (create a topic and subscription "
+            "with 'earlyrisk publish --to pubsub://projects/P/topics/T --create "
+            "--subscription S')") from None
+    except DefaultCredentialsError:
+        raise OptionsError("--input pubsub://: no Google Cloud credentials (run 'gcloud auth "
+                           "application-default login', or export PUBSUB_EMULATOR_HOST for "
+                           "the local emulator)") from None
+    except gexc.GoogleAPICallError as e:
+        raise OptionsError(f"--input: {opts.input}: {str(e).splitlines()[0]}") from None
 
 
 def make_screening_policy(opts: ScreeningOptions):

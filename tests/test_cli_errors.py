@@ -35,6 +35,7 @@ CASES: list[tuple[list[str], str]] = [
     (["run", "--threshold", "2"], "--threshold"),
     (["run", "--no-such-flag"], "unrecognised option"),
     (["run", "--input", "kafka://127.0.0.1:{port}/t", "--until-caught-up"], "not reachable"),
+    (["run", "--input", "pubsub://projects/demo-project/subscriptions/s"], "credentials"),
     # sql
     (["sql", "select 1", "--db", "{dir}"], "is a directory"),
     (["sql", "select 1", "--db", "bigquery://p/d"], "DuckDB store only"),
@@ -78,6 +79,7 @@ CASES: list[tuple[list[str], str]] = [
     (["publish", "--to", "kafka://127.0.0.1:{port}/t"], "not reachable"),
     (["publish", "--input", "{dir}", "--to", "kafka://127.0.0.1:{port}/t"], "is a directory"),
     (["publish", "--to", "pubsub://projects/demo-project/subscriptions/s"], "topics/TOPIC"),
+    (["publish", "--to", "pubsub://projects/demo-project/topics/t"], "credentials"),
     (["publish", "--to", "kafka://127.0.0.1:{port}/t", "--subscription", "s"],
      "--subscription is for"),
     # the rest
