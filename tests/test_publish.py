@@ -68,3 +68,28 @@ def test_publish_keys_by_author_and_accounts_for_every_line(tmp_path, capsys):
         ids = [json.loads(m.value())["id"] for m in sorted(got, key=lambda m: m.offset())
                if m.key() == author.encode()]
         assert ids == sorted(ids, key=lambda s: int(s[3:]))
+
+
+@pytest.mark.integration
+def test_pubsub_missing_names_are_one_line_and_create_makes_them(tmp_path, capsys):
+    from tests.services import pubsub_emulator
+
+    path = write_jsonl(tmp_path / "w.jsonl", [_writing(i, f"user{i % 2}") for i in range(6)])
+    topic = "pubsub://projects/demo-project/topics/subs"
+    with pubsub_emulator():
+        missing = "pubsub://projects/demo-project/subscriptions/screening"
+        assert main(["run", "--input", missing]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "subscription does not exist" in err
+        assert main(["publish", "--input", str(path), "--to", topic, "--subscription", "screening",
+                     "--no-progress"]) == 2
+        assert "topic does not exist (add --create" in capsys.readouterr().err
+        assert main(["publish", "--input", str(path), "--to", topic, "--create",
+                     "--subscription", "screening", "--no-progress"]) == 0
+        out = capsys.readouterr().out
+        assert "created Pub/Sub subscription projects/demo-project/subscriptions/screening" in out
+        assert "published                     6" in out
+        assert main(["publish", "--input", str(path), "--to",
+                     "pubsub://projects/demo-project/topics/other", "--create",
+                     "--subscription", "screening", "--no-progress"]) == 2
+        assert "belongs to projects/demo-project/topics/subs" in capsys.readouterr().err
