@@ -14,6 +14,7 @@ dependencies too (``pip install WHEEL``, as a user would; several minutes).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -31,11 +32,25 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return proc
 
 
+def _source_tree(dst: Path) -> Path:
+    """The checkout's files (tracked and new, not ignored): what a fresh clone builds from,
+    without a build/ directory left by an earlier build of this checkout."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                            "--exclude-standard"], cwd=REPO, check=True,
+                           capture_output=True, text=True).stdout
+    for name in filter(None, files.split("\0")):
+        if (REPO / name).is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dst / name)
+    return dst
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    src = _source_tree(tmp_path_factory.mktemp("src"))
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-          "-w", str(out), str(REPO)], timeout=600)
+          "-w", str(out), str(src)], timeout=600)
     (whl,) = out.glob("earlyrisk-*.whl")
     return whl
 
