@@ -130,7 +130,7 @@ class RunSummary:
                if self.balanced else "MISMATCH: read != scored + dead-lettered"),
             f"output               {self.output}",
         ] + ([f"stopped              interrupted (Ctrl-C); {self.in_flight:,} read but not "
-              "yet written (not acknowledged: the source delivers them again)"
+              "yet written (neither acknowledged nor committed: the next run reads them again)"
               if self.in_flight else "stopped              interrupted (Ctrl-C); everything "
               "read was written"] if self.interrupted else [])
 
@@ -217,15 +217,20 @@ def run(argv: list[str] | None = None,
         p = beam.Pipeline(options=options)
         after_success: list = []
         build(p, opts, after_success)
-        result = p.run()
+        result = None
         interrupted = False
         try:
+            result = p.run()
             state = result.wait_until_finish()
-        except KeyboardInterrupt:  # Ctrl-C on a streaming run: stop, then account for it
+        except (KeyboardInterrupt, RuntimeError) as e:  # Ctrl-C: stop, account for the work
+            # (the batch runner re-raises a Ctrl-C that lands inside a DoFn as RuntimeError)
+            if isinstance(e, RuntimeError) and not str(e).startswith("KeyboardInterrupt"):
+                raise
             interrupted = True
             state = PipelineState.CANCELLED
-            with contextlib.suppress(Exception):
-                result.cancel()
+            if result is not None:
+                with contextlib.suppress(Exception):
+                    result.cancel()
         if state == PipelineState.DONE:
             for action in after_success:
                 action()
@@ -235,7 +240,7 @@ def run(argv: list[str] | None = None,
     from storage.duckdb_store import close_all
 
     close_all()
-    c = _counters(result)
+    c = _counters(result) if result is not None else {}
     if interrupted:  # the runner's metrics may be incomplete: take the live counts too
         for key, value in progress.snapshot().items():
             c[key] = max(c.get(key, 0), value)
