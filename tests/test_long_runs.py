@@ -39,3 +39,24 @@ def test_crawl_duration_is_honoured_when_reddit_is_unreachable(tmp_path):
     assert err[-1].startswith("earlyrisk: error: Reddit was not reachable")
     assert "API errors" in proc.stdout and "elapsed" in proc.stdout  # the metrics
     assert (tmp_path / "m.json").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_inside_a_batch_run_prints_the_accounting_so_far(tmp_path, monkeypatch,
+                                                                capsys):
+    from pipelines import progress
+    from pipelines.cli import main
+
+    real_tick = progress.tick
+
+    def tick(name: str, n: int = 1) -> None:  # Ctrl-C arrives while the first alert is raised
+        real_tick(name, n)
+        if name == "alerts":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(progress, "tick", tick)
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--no-progress"]) == 130
+    out = capsys.readouterr().out
+    assert "stopped              interrupted (Ctrl-C)" in out
+    assert "submissions read" in out and "accounting           read = scored" in out
