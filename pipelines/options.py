@@ -306,6 +306,10 @@ def validate(opts: ScreeningOptions) -> None:
         if sink_scheme == "duckdb" and Path(sink_path).is_dir():
             raise OptionsError(f"--output: {sink_path} is a directory; give the DuckDB file, "
                                f"e.g. duckdb://{sink_path.rstrip('/')}/earlyrisk.duckdb")
+        if sink_scheme == "duckdb" and any(p.exists() and not p.is_dir()
+                                           for p in Path(sink_path).parents):
+            raise OptionsError(f"--output: {sink_path}: a parent of it is a file, not a "
+                               "directory")
         _validate_live_source(opts, scheme)
     except (SourceURIError, SinkURIError) as e:
         raise OptionsError(str(e)) from None

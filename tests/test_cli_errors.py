@@ -31,6 +31,7 @@ CASES: list[tuple[list[str], str]] = [
     (["run", "--input", "file://{dir}/missing.jsonl"], "does not exist"),
     (["run", "--output", "duckdb://{dir}"], "is a directory"),
     (["run", "--output", "postgres://x"], "unsupported sink scheme"),
+    (["run", "--output", "duckdb://{file}/x.duckdb"], "is a file, not a directory"),
     (["run", "--input", "ftp://x/y"], "unsupported source scheme"),
     (["run", "--threshold", "2"], "--threshold"),
     (["run", "--no-such-flag"], "unrecognised option"),
