@@ -5,6 +5,8 @@ Dependencies are pinned: the bundled model's content hash is reproduced by
 workers must run the same versions as the launcher.
 """
 
+from pathlib import Path
+
 from setuptools import Extension, find_packages, setup
 
 # The incremental scorer's inner loop in C (models/_fastscore.c). Optional: a
@@ -44,6 +46,22 @@ EXTRAS = {
     ],
 }
 
+
+def _resource_dirs(package: str) -> list[str]:
+    """Every file under each sub-directory of ``package`` that is not a Python package
+    (models/default/, models/lexicons/, ..., or all of data/): shipped as package data, so
+    that a new resource directory is installed without editing this file."""
+    patterns = []
+    for d in sorted(Path(package).iterdir()):
+        if d.is_dir() and d.name != "__pycache__" and not (d / "__init__.py").exists():
+            patterns.append(f"{d.name}/**/*")
+    return patterns
+
+
+# The bundled data (data/simulated, data/rmhd-sample, ...) are installed as the package
+# ``earlyrisk_data``; corpora.simulate finds them there when there is no source checkout.
+DATA_PACKAGE = "earlyrisk_data"
+
 setup(
     name="earlyrisk",
     version="0.1.0",
@@ -53,11 +71,13 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["pipelines*", "transforms*", "models*", "corpora*",
                                     "storage*", "evaluation*", "webapp*", "crawler*",
-                                    "analytics*", "bench*", "flinkjob*"]),
-    package_data={"models": ["default/*.json", "default/*.npy", "lexicons/*.tsv",
-                            "lexicons/LICENSE-*", "lexicons/README.md"],
-                  "webapp": ["templates/*.html", "static/*"],
-                  "analytics": ["queries/*.sql"]},
+                                    "analytics*", "bench*", "flinkjob*"]) + [DATA_PACKAGE],
+    package_dir={DATA_PACKAGE: "data"},
+    package_data={"models": _resource_dirs("models"),
+                  "webapp": _resource_dirs("webapp"),
+                  "analytics": _resource_dirs("analytics"),
+                  DATA_PACKAGE: ["**/*"]},
+    exclude_package_data={"": ["__pycache__/*", "*.pyc"]},
     ext_modules=[FASTSCORE],
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

@@ -16,6 +16,7 @@ import datetime as dt
 import io
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from analytics.pack import DEFAULT_DB, QueryError, Result, load_pack, parse_params, run_query
@@ -87,6 +88,15 @@ def _is_backend_error(e: Exception) -> bool:
     return isinstance(e, duckdb.Error | GoogleAPIError | GoogleAuthError)
 
 
+def _check_out(out: str) -> None:
+    """Refuse an --out that cannot be written, before the query runs."""
+    path = Path(out)
+    if path.is_dir():
+        raise QueryError(f"--out: {out} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise QueryError(f"--out: folder {path.parent} does not exist")
+
+
 def run(args: argparse.Namespace, usage_error: type[Exception]) -> int:
     """Execute ``earlyrisk analytics``; bad arguments raise ``usage_error``."""
     if args.list:
@@ -105,6 +115,8 @@ def run(args: argparse.Namespace, usage_error: type[Exception]) -> int:
             print(q.sql if args.show_sql == "bigquery" else to_duckdb(q.sql, pretty=True))
             return 0
         params = parse_params(args.param)
+        if args.out:
+            _check_out(args.out)
         if args.max_rows < 1:
             raise QueryError("--max-rows must be at least 1")
         result = run_query(args.name, params, args.db)

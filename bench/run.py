@@ -19,7 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-DEFAULT_RESULTS = Path(__file__).resolve().parent / "results.json"
+# In the working directory, never over the committed record (bench/results.json,
+# updated on purpose with --results bench/results.json).
+DEFAULT_RESULTS = Path("earlyrisk-bench.json")
 SECTIONS = ("scorer", "state", "pipeline", "flink", "latency", "scale", "training")
 
 

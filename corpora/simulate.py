@@ -34,12 +34,27 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from importlib.util import find_spec
 from pathlib import Path
 
 from models.wire import to_wire
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
+
+
+def _data_dir() -> Path:
+    """The bundled data: ``data/`` of a source checkout (or editable install), else the
+    copy a wheel installs as package data (the ``earlyrisk_data`` package, see setup.py)."""
+    checkout = REPO_ROOT / "data"
+    if (checkout / "simulated").is_dir():
+        return checkout
+    spec = find_spec("earlyrisk_data")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return checkout
+
+
+DATA_DIR = _data_dir()
 RMHD_SAMPLE = DATA_DIR / "rmhd-sample" / "posts.csv.gz"
 SIMULATED_DIR = DATA_DIR / "simulated"
 

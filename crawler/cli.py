@@ -105,6 +105,8 @@ def cmd_crawl(args: argparse.Namespace) -> int:
                          max_writings=args.max_writings, duration=args.duration,
                          exit_when_idle=args.exit_when_idle,
                          queue_capacity=args.queue_capacity)
+    # prawcore logs each of its own retries; the crawler summarises failed requests itself.
+    logging.getLogger("prawcore").setLevel(logging.ERROR)
     show = not args.no_progress and sys.stderr.isatty()
     crawler = Crawler(reddit, publisher, state, IncrementalScorer(model), config,
                       progress=sys.stderr if show else None)
@@ -122,6 +124,11 @@ def cmd_crawl(args: argparse.Namespace) -> int:
         publisher.close()
         state.close()
     print_metrics(crawler.metrics)
+    m = crawler.metrics
+    if status == 0 and m.api_errors and not (m.stream_items or m.history_items):
+        print(f"earlyrisk: error: Reddit was not reachable: all {m.api_errors} requests "
+              f"failed (last: {m.last_api_error})", file=sys.stderr)
+        status = 1
     if args.metrics_json:
         with open(args.metrics_json, "w", encoding="utf-8") as f:
             json.dump(crawler.metrics.as_dict(), f, indent=2)

@@ -29,6 +29,14 @@ from crawler.seen import CrawlState
 
 log = logging.getLogger(__name__)
 
+# A failing Reddit request is logged once, then summarised at most once a minute.
+RETRY_REPORT_EVERY_S = 60.0
+
+
+class _StreamError(Exception):
+    """Raised out of a praw stream on a non-fatal API error, so that the crawl loop (not
+    praw's own back-off) decides when to retry, and checks its stop conditions first."""
+
 # Errors after which retrying cannot help: bad credentials, a banned or
 # missing subreddit, a client bug. Anything else (network, 5xx) is retried.
 _FATAL = (prawcore.exceptions.OAuthException, prawcore.exceptions.InvalidToken,
@@ -76,6 +84,7 @@ class CrawlMetrics:
     duplicates: int = 0
     publish_failures: int = 0
     api_errors: int = 0
+    last_api_error: str | None = None
     skipped: Counter = field(default_factory=Counter)
     ratelimit_remaining: float | None = None
     ratelimit_used: int | None = None
@@ -101,6 +110,7 @@ class CrawlMetrics:
             "duplicates": self.duplicates,
             "publish_failures": self.publish_failures,
             "api_errors": self.api_errors,
+            "last_api_error": self.last_api_error,
             "skipped": dict(sorted(self.skipped.items())),
             "ratelimit_remaining": self.ratelimit_remaining,
             "ratelimit_used": self.ratelimit_used,
@@ -128,6 +138,8 @@ class Crawler:
         self.crawl_order: deque[tuple[str, float]] = deque(maxlen=10_000)
         self._progress = progress
         self._last_progress = 0.0
+        self._errors_reported = 0
+        self._last_error_report = 0.0
         publisher.on_failure = self._publish_failed
 
     # -- stop conditions ------------------------------------------------------
@@ -207,9 +219,35 @@ class Crawler:
     # -- main loop ------------------------------------------------------------
     def _stream_error(self, e: Exception) -> None:
         self.metrics.api_errors += 1
+        self.metrics.last_api_error = _one_line(e)
         if is_fatal(e):
             raise e
-        log.warning("Reddit request failed, retrying with backoff: %s", e)
+        self._report_errors()
+        raise _StreamError() from e
+
+    def _report_errors(self, final: bool = False) -> None:
+        """The first failure in a warning; then a count at most once a minute (and at the end)."""
+        m = self.metrics
+        new = m.api_errors - self._errors_reported
+        now = time.monotonic()
+        if new <= 0:
+            return
+        if self._errors_reported == 0 and not final:
+            log.warning("Reddit request failed, retrying with backoff: %s", m.last_api_error)
+        elif final or now - self._last_error_report >= RETRY_REPORT_EVERY_S:
+            log.warning("Reddit requests still failing: %d more failure(s), retried "
+                        "(last: %s)", new, m.last_api_error)
+        else:
+            return
+        self._errors_reported = m.api_errors
+        self._last_error_report = now
+
+    def _streams(self) -> list[Iterator]:
+        subs = self.reddit.subreddit(self.config.subreddits)
+        return [
+            subs.stream.submissions(pause_after=-1, exception_handler=self._stream_error),
+            subs.stream.comments(pause_after=-1, exception_handler=self._stream_error),
+        ]
 
     def _drain(self, stream: Iterator) -> int:
         n = 0
@@ -242,20 +280,27 @@ class Crawler:
 
     def run(self) -> CrawlMetrics:
         cfg = self.config
-        subs = self.reddit.subreddit(cfg.subreddits)
-        streams = (
-            subs.stream.submissions(pause_after=-1, exception_handler=self._stream_error),
-            subs.stream.comments(pause_after=-1, exception_handler=self._stream_error),
-        )
+        streams = self._streams()
         idle = 0.5
         last_activity = time.monotonic()
         try:
             while not self.done():
                 new = 0
-                for stream in streams:
-                    new += self._drain(stream)
+                failed = False
+                for i, stream in enumerate(streams):
+                    try:
+                        new += self._drain(stream)
+                    except _StreamError:
+                        # praw's generator has ended: a fresh one resumes from the newest
+                        # items (already published ones are skipped by id).
+                        streams[i] = self._streams()[i]
+                        failed = True
                     if self.done():
                         break
+                if failed:  # back off here, where --duration is honoured
+                    time.sleep(self._wait(idle))
+                    idle = min(idle * 2, cfg.max_idle_sleep)
+                    continue
                 crawled = 0
                 while len(self.queue) and crawled < cfg.users_per_cycle and not self.done():
                     user = self.queue.pop()
@@ -271,20 +316,29 @@ class Crawler:
                     break
                 if new == 0 and crawled == 0 and not self.done():
                     # Nothing new anywhere: back off rather than spend the rate budget.
-                    wait = idle
-                    if cfg.duration is not None:
-                        wait = min(wait, max(cfg.duration - self.metrics.elapsed(), 0))
-                    time.sleep(wait)
+                    time.sleep(self._wait(idle))
                     idle = min(idle * 2, cfg.max_idle_sleep)
                 else:
                     idle = 0.5
         finally:
+            self._report_errors(final=True)
             try:
                 self.publisher.flush()
             finally:
                 self.state.commit()
                 self._tick_progress(force=True)
         return self.metrics
+
+    def _wait(self, idle: float) -> float:
+        """``idle``, cut short so that the crawl stops on time under --duration."""
+        if self.config.duration is None:
+            return idle
+        return min(idle, max(self.config.duration - self.metrics.elapsed(), 0))
+
+
+def _one_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def print_metrics(metrics: CrawlMetrics, out: TextIO = sys.stdout) -> None:
@@ -302,7 +356,8 @@ def print_metrics(metrics: CrawlMetrics, out: TextIO = sys.stdout) -> None:
         f"items read         {d['stream_items']} from streams, {d['history_items']} from "
         "histories",
         f"skipped            {skipped}",
-        f"API errors         {d['api_errors']} (retried)",
+        f"API errors         {d['api_errors']} (retried)"
+        + (f"; last: {d['last_api_error']}" if d["last_api_error"] else ""),
         f"rate limit         remaining {d['ratelimit_remaining']}, used "
         f"{d['ratelimit_used']} in the current window",
     ]

@@ -44,6 +44,8 @@ def evaluate_command(args: argparse.Namespace) -> int:
         raise ValueError("--format erisk needs a collection directory as --input")
     if args.format != "erisk" and not inp.is_file():
         raise ValueError(f"--input: {inp} is not a file (use --format erisk for a directory)")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out: {args.out} is a file; give a directory for the outputs")
     truth = args.truth or _default_truth(args.input)
     if truth is not None and not Path(truth).is_file():
         raise ValueError(f"--truth: {truth} does not exist")

@@ -15,6 +15,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -113,6 +114,8 @@ def cmd_run(args: argparse.Namespace, beam_args: list[str]) -> int:
     finally:
         beam_log.setLevel(level)
     print("\n".join(summary.lines()))
+    if getattr(summary, "interrupted", False):
+        return 130
     return 0 if summary.balanced else 1
 
 
@@ -160,7 +163,9 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--csv-columns", default=None,
                    help="CSV column mapping, e.g. author=user,time=date,text=post,label=y "
                         "(as for 'earlyrisk evaluate')")
-    p.add_argument("--out", default="earlyrisk-model", help="output model directory")
+    p.add_argument("--out", default="earlyrisk-model",
+                   help="output model directory (default: %(default)s in the working "
+                        "directory)")
     p.add_argument("--name", default=None, help="model name (default tfidf-logreg)")
     p.add_argument("--folds", type=int, default=None,
                    help=f"cross-validation folds (default {d.folds} for rmhd, 4 otherwise)")
@@ -233,6 +238,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.folds is not None and args.folds < 2:
         raise UsageError("--folds must be at least 2")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out: {args.out} is a file; give a directory for the model")
     overrides: dict = {}
     if args.c_grid is not None:
         try:
@@ -316,12 +323,19 @@ def _simulate_parser(sub) -> argparse.ArgumentParser:
         "simulate",
         help="rebuild the simulated user streams from the bundled posts",
         description="Build SIMULATED users (chronological streams of real RMHD posts) and "
-        "write train/test JSONL + truth files. Defaults rebuild the bundled files.",
+        "write train/test JSONL + truth files. The defaults rebuild the bundled files "
+        "(same bytes) into ./earlyrisk-simulated.",
     )
-    p.add_argument("--out", default=str(SIMULATED_DIR), help="output directory")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--positive", type=int, default=d.n_positive, help="positive users")
-    p.add_argument("--control", type=int, default=d.n_control, help="control users")
+    p.add_argument("--out", default="earlyrisk-simulated",
+                   help="output directory (default: %(default)s in the working directory; "
+                        "the defaults reproduce the bundled data/simulated files)")
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="random seed: which posts each simulated user gets, and in which "
+                        "order (default: %(default)s)")
+    p.add_argument("--positive", type=int, default=d.n_positive,
+                   help="positive users per split (default: %(default)s)")
+    p.add_argument("--control", type=int, default=d.n_control,
+                   help="control users per split (default: %(default)s)")
     return p
 
 
@@ -330,6 +344,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.positive < 4 or args.control < 4:
         raise UsageError("need at least 4 positive and 4 control users")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out: {args.out} is a file; give a directory")
     config = SimulationConfig(seed=args.seed, n_positive=args.positive, n_control=args.control)
     manifest = write(Path(args.out), config)
     for split, s in manifest["splits"].items():
@@ -356,14 +372,19 @@ def _sql_parser(sub) -> argparse.ArgumentParser:
 
 
 def _db_path(uri: str) -> str:
-    from transforms.sinks import SinkURIError, parse_sink_uri
-
+    """The DuckDB file a ``--db`` value names: ``duckdb://PATH`` or a bare path."""
     if "://" not in uri:
-        return uri
-    try:
-        return parse_sink_uri(uri)[1]
-    except SinkURIError as e:
-        raise UsageError(str(e)) from None
+        path = uri
+    else:
+        scheme, _, path = uri.partition("://")
+        if scheme == "bigquery":
+            raise UsageError(f"{uri} is BigQuery: this command reads the DuckDB store only "
+                             "(for BigQuery: 'earlyrisk analytics NAME --db bigquery://...')")
+        if scheme != "duckdb" or not path:
+            raise UsageError(f"--db: {uri!r}: expected duckdb://PATH or a path")
+    if Path(path).is_dir():
+        raise UsageError(f"--db: {path} is a directory, not a DuckDB file")
+    return path
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence]) -> str:
@@ -393,7 +414,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
     columns = [d[0] for d in cur.description]
     rows = cur.fetchall()
     if args.format == "csv":
-        w = csv.writer(sys.stdout)
+        w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(columns)
         w.writerows(rows)
     elif args.format == "json":
@@ -540,7 +561,8 @@ def _bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     p.add_argument("--results", default=str(DEFAULT_RESULTS),
-                   help="where to write the JSON results (default bench/results.json)")
+                   help="where to write the JSON results (default: %(default)s in the "
+                        "working directory; the committed record is bench/results.json)")
     p.add_argument("--keep", action="store_true",
                    help="with --only: keep the other sections' figures already in the "
                         "results file (from a run of the same kind, quick or full)")
@@ -596,6 +618,50 @@ def cmd_forget(args: argparse.Namespace) -> int:
         raise UsageError(str(e).splitlines()[0]) from None
 
 
+# -- publish ---------------------------------------------------------------------
+def _publish_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "publish",
+        help=SUMMARIES["publish"],
+        description="Send wire-format submissions (JSONL, one per line; .gz and globs work) "
+        "to a Kafka topic (message key = author, so each user's writings stay in order) or "
+        "a Pub/Sub topic (ordering key = author), for 'earlyrisk run --input kafka://... | "
+        "pubsub://...'. Lines are sent unchanged; ends with the accounting "
+        "(read = published + failed). See docs/SOURCES.md.",
+    )
+    p.add_argument("--input", default=f"file://{SIMULATED_DIR / 'test.jsonl.gz'}",
+                   help="file://PATH.jsonl[.gz] or a glob (default: the bundled simulated "
+                        "test stream)")
+    p.add_argument("--to", required=True, metavar="URI",
+                   help="kafka://HOST:PORT/TOPIC or pubsub://projects/PROJECT/topics/TOPIC")
+    p.add_argument("--create", action="store_true",
+                   help="create the topic (and the --subscription) if missing")
+    p.add_argument("--subscription", default=None, metavar="NAME",
+                   help="Pub/Sub: make sure subscription NAME (message ordering on) exists on "
+                        "the topic before publishing, so it receives every message; with "
+                        "--create it is created if missing")
+    p.add_argument("--partitions", type=int, default=2,
+                   help="Kafka: partitions of a topic --create makes (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress line")
+    return p
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from pipelines.publish import PublishError, input_files, open_target, publish
+
+    try:
+        files = input_files(args.input)
+        target = open_target(args.to, create=args.create, partitions=args.partitions,
+                             subscription=args.subscription)
+    except PublishError as e:
+        raise UsageError(str(e)) from None
+    acc = publish(files, target, show_progress=False if args.no_progress else None)
+    print("\n".join(acc.lines()))
+    if acc.interrupted:
+        return 130
+    return 0 if acc.failed == 0 and acc.balanced else 1
+
+
 # -- main ------------------------------------------------------------------------
 COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "run": (_run_parser, cmd_run),
@@ -609,26 +675,97 @@ COMMANDS: dict[str, tuple[Callable, Callable]] = {
     "bench": (_bench_parser, cmd_bench),
     "analytics": (_analytics_parser, cmd_analytics),
     "forget": (_forget_parser, cmd_forget),
+    "publish": (_publish_parser, cmd_publish),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+# One line per command for 'earlyrisk --help'. Listing the commands from here imports
+# nothing heavy (Beam, scikit-learn, DuckDB): only the command being run builds its full
+# parser. A command missing here gets its full parser built every time (correct, slower).
+SUMMARIES: dict[str, str] = {
+    "run": "run the screening pipeline",
+    "train": "train and save a portable model",
+    "simulate": "rebuild the simulated user streams from the bundled posts",
+    "sql": "query the embedded DuckDB store",
+    "evaluate": "evaluate decision methods with the eRisk protocol",
+    "serve": "run the expert review web app",
+    "crawl": "crawl Reddit: new posts/comments -> authors -> their histories -> publish",
+    "bench": "measure performance against the paper's method and Beam's ceiling",
+    "analytics": "run a named analytics query on DuckDB or BigQuery",
+    "forget": "delete everything stored about a user (retention, erasure requests)",
+    "publish": "send a JSONL file of submissions to a Kafka topic or a Pub/Sub topic",
+    "model": "inspect a portable model: 'earlyrisk model show' prints its card",
+}
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("earlyrisk")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser(command: str | None = "*") -> argparse.ArgumentParser:
+    """The command line's parser. Only ``command``'s sub-parser is built in full (``"*"``:
+    all of them); the others carry just their summary, so that ``earlyrisk --help`` and
+    each command import only what they use."""
     parser = _Parser(
         prog="earlyrisk",
         description="Early risk detection of depression on Reddit: a streaming screening "
-        "pipeline that flags users for review by human experts.",
+        "pipeline that flags users for review by human experts. "
+        "'earlyrisk COMMAND --help' documents each command.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for make, func in COMMANDS.values():
-        make(sub).set_defaults(func=func)
+    for name, (make, func) in COMMANDS.items():
+        if command in ("*", name) or name not in SUMMARIES:
+            p = make(sub)
+        else:
+            p = sub.add_parser(name, help=SUMMARIES[name], add_help=False)
+        p.set_defaults(func=func)
     return parser
+
+
+_MISSING_PATH = {FileNotFoundError: "does not exist", IsADirectoryError: "is a directory",
+                 NotADirectoryError: "is not a directory", FileExistsError: "already exists",
+                 PermissionError: "permission denied"}
+
+
+def user_error(e: BaseException) -> str | None:
+    """One line when ``e`` comes from what the user asked for (a path that is missing, a
+    directory or an existing file; a store another process holds; no cloud credentials),
+    else None: a bug, whose traceback is kept."""
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, UsageError):
+        return first
+    for cls, what in _MISSING_PATH.items():
+        if isinstance(e, cls):
+            return f"{e.filename} {what}" if getattr(e, "filename", None) else first
+    duckdb = sys.modules.get("duckdb")
+    if duckdb is not None and isinstance(e, duckdb.Error):
+        if "lock" in first.lower():
+            return (f"the DuckDB store is in use by another process (one writer per file; "
+                    f"wait for it to finish): {first}")
+        return f"DuckDB store: {first}"
+    auth = sys.modules.get("google.auth.exceptions")
+    if auth is not None and isinstance(e, auth.DefaultCredentialsError):
+        return ("no Google Cloud credentials (run 'gcloud auth application-default login'; "
+                "for the local emulators set BIGQUERY_EMULATOR_HOST or PUBSUB_EMULATOR_HOST)")
+    return None
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
     try:
+        parser = build_parser(_command_of(argv))
         if argv and argv[0] == "run":
             args, extra = parser.parse_known_args(argv)
         else:
@@ -639,12 +776,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return args.func(args, extra)
         return args.func(args)
-    except UsageError as e:
-        print(f"earlyrisk: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("earlyrisk: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        reason = user_error(e)
+        if reason is None or os.environ.get("EARLYRISK_TRACEBACK"):
+            raise
+        print(f"earlyrisk: error: {reason}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

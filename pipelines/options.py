@@ -8,6 +8,7 @@ flags work from the CLI, from a Flex Template and from Python;
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from pathlib import Path
@@ -165,6 +166,8 @@ def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
         or opts.kafka_group != "earlyrisk" or opts.kafka_start != "committed"
     if scheme != "kafka" and kafka_flags:
         raise OptionsError("--until-caught-up and --kafka-* options need a kafka:// input")
+    if scheme == "pubsub":
+        _check_pubsub_source(opts)
     if scheme != "kafka":
         return
     if not opts.kafka_group:
@@ -187,6 +190,40 @@ def _validate_live_source(opts: ScreeningOptions, scheme: str) -> None:
         check_topic(*parse_kafka_uri(opts.input))
     except KafkaError as e:
         raise OptionsError(f"--input: {e}") from None
+
+
+def _check_pubsub_source(opts: ScreeningOptions) -> None:
+    """For an in-process run: the subscription (or topic) exists and can be reached, else a
+    one-line reason. (Remote runners reach Pub/Sub with their workers' credentials.)"""
+    from pipelines.runners import waits_for_completion
+
+    if not waits_for_completion(opts):
+        return
+    from google.api_core import exceptions as gexc
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import pubsub_v1
+
+    from transforms.sources import parse_source_uri
+
+    path = parse_source_uri(opts.input)[1]
+    kind = "subscription" if "/subscriptions/" in path else "topic"
+    try:
+        if kind == "subscription":
+            with pubsub_v1.SubscriberClient() as client:
+                client.get_subscription(subscription=path, retry=None, timeout=15)
+        else:
+            pubsub_v1.PublisherClient().get_topic(topic=path, retry=None, timeout=15)
+    except gexc.NotFound:
+        raise OptionsError(
+            f"--input: {opts.input}: {kind} does not exist (create a topic and subscription "
+            "with 'earlyrisk publish --to pubsub://projects/P/topics/T --create "
+            "--subscription S')") from None
+    except DefaultCredentialsError:
+        raise OptionsError("--input pubsub://: no Google Cloud credentials (run 'gcloud auth "
+                           "application-default login', or export PUBSUB_EMULATOR_HOST for "
+                           "the local emulator)") from None
+    except gexc.GoogleAPICallError as e:
+        raise OptionsError(f"--input: {opts.input}: {str(e).splitlines()[0]}") from None
 
 
 def make_screening_policy(opts: ScreeningOptions):
@@ -228,6 +265,18 @@ def _validate_bigquery(opts: ScreeningOptions) -> None:
                 "local emulator)") from None
 
 
+def _check_input_file(location: str) -> None:
+    """A file input must name a file, or be a glob that matches at least one."""
+    if any(ch in location for ch in "*?["):
+        if not glob.glob(location):
+            raise OptionsError(f"--input: no file matches {location}")
+    elif Path(location).is_dir():
+        raise OptionsError(f"--input: {location} is a directory; give a file, or a glob "
+                           f"such as file://{location.rstrip('/')}/*.jsonl")
+    elif not Path(location).exists():
+        raise OptionsError(f"--input: {location} does not exist")
+
+
 def validate(opts: ScreeningOptions) -> None:
     """Raise OptionsError with a one-line reason for any bad value."""
     from models.portable import ModelFormatError, PortableModel
@@ -251,10 +300,16 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError("--sink-retry-seconds must not be negative")
     try:
         scheme, location = parse_source_uri(opts.input)
-        if scheme == "file" and not any(ch in location for ch in "*?[") \
-                and not Path(location).exists():
-            raise OptionsError(f"--input: {location} does not exist")
-        sink_scheme, _ = parse_sink_uri(opts.output)
+        if scheme == "file":
+            _check_input_file(location)
+        sink_scheme, sink_path = parse_sink_uri(opts.output)
+        if sink_scheme == "duckdb" and Path(sink_path).is_dir():
+            raise OptionsError(f"--output: {sink_path} is a directory; give the DuckDB file, "
+                               f"e.g. duckdb://{sink_path.rstrip('/')}/earlyrisk.duckdb")
+        if sink_scheme == "duckdb" and any(p.exists() and not p.is_dir()
+                                           for p in Path(sink_path).parents):
+            raise OptionsError(f"--output: {sink_path}: a parent of it is a file, not a "
+                               "directory")
         _validate_live_source(opts, scheme)
     except (SourceURIError, SinkURIError) as e:
         raise OptionsError(str(e)) from None

@@ -15,6 +15,7 @@ Flink savepoints and Dataflow updates match state by them.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -99,6 +100,7 @@ class RunSummary:
     elapsed_s: float
     output: str
     dead_letter_reasons: dict[str, int]
+    interrupted: bool = False
 
     @property
     def per_second(self) -> float:
@@ -107,6 +109,8 @@ class RunSummary:
     @property
     def balanced(self) -> bool:
         """Every message read was either scored or dead-lettered."""
+        if self.interrupted:  # stopped mid-bundle: what was read but not written is in flight
+            return self.read >= self.scored + self.dead_lettered
         return self.read == self.scored + self.dead_lettered
 
     def lines(self) -> list[str]:
@@ -121,10 +125,18 @@ class RunSummary:
             f"elapsed              {self.elapsed_s:>10.2f} s",
             f"throughput           {self.per_second:>10,.0f} submissions/s",
             "accounting           "
-            + ("read = scored + dead-lettered" if self.balanced
-               else "MISMATCH: read != scored + dead-lettered"),
+            + ("read = scored + dead-lettered"
+               + (" + in flight" if self.interrupted and self.in_flight else "")
+               if self.balanced else "MISMATCH: read != scored + dead-lettered"),
             f"output               {self.output}",
-        ]
+        ] + ([f"stopped              interrupted (Ctrl-C); {self.in_flight:,} read but not "
+              "yet written (neither acknowledged nor committed: the next run reads them again)"
+              if self.in_flight else "stopped              interrupted (Ctrl-C); everything "
+              "read was written"] if self.interrupted else [])
+
+    @property
+    def in_flight(self) -> int:
+        return max(self.read - self.scored - self.dead_lettered, 0)
 
 
 def _counters(result) -> dict[str, int]:
@@ -205,8 +217,20 @@ def run(argv: list[str] | None = None,
         p = beam.Pipeline(options=options)
         after_success: list = []
         build(p, opts, after_success)
-        result = p.run()
-        state = result.wait_until_finish()
+        result = None
+        interrupted = False
+        try:
+            result = p.run()
+            state = result.wait_until_finish()
+        except (KeyboardInterrupt, RuntimeError) as e:  # Ctrl-C: stop, account for the work
+            # (the batch runner re-raises a Ctrl-C that lands inside a DoFn as RuntimeError)
+            if isinstance(e, RuntimeError) and not str(e).startswith("KeyboardInterrupt"):
+                raise
+            interrupted = True
+            state = PipelineState.CANCELLED
+            if result is not None:
+                with contextlib.suppress(Exception):
+                    result.cancel()
         if state == PipelineState.DONE:
             for action in after_success:
                 action()
@@ -216,7 +240,10 @@ def run(argv: list[str] | None = None,
     from storage.duckdb_store import close_all
 
     close_all()
-    c = _counters(result)
+    c = _counters(result) if result is not None else {}
+    if interrupted:  # the runner's metrics may be incomplete: take the live counts too
+        for key, value in progress.snapshot().items():
+            c[key] = max(c.get(key, 0), value)
     reasons = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith("dead_lettered.")}
     if c.get("duplicates"):
         reasons["duplicate"] = c["duplicates"]
@@ -230,4 +257,5 @@ def run(argv: list[str] | None = None,
         elapsed_s=elapsed,
         output=opts.output,
         dead_letter_reasons=reasons,
+        interrupted=interrupted,
     )

@@ -49,8 +49,9 @@ class ForgetReport:
     def total(self) -> int:
         return sum(self.deleted.values())
 
-    def lines(self) -> list[str]:
-        out = [f"{t:<14}{n:>8,} row{'s' if n != 1 else ''} deleted"
+    def lines(self, dry_run: bool = False) -> list[str]:
+        verb = "to delete" if dry_run else "deleted"
+        out = [f"{t:<14}{n:>8,} row{'s' if n != 1 else ''} {verb}"
                for t, n in self.deleted.items()]
         return out + [f"{'total':<14}{self.total:>8,}"]
 
@@ -215,7 +216,12 @@ def forget_command(users: list[str], db: str, key_file: str | None, dry_run: boo
         report = forget_bigquery(db, unique, dry_run=dry_run)
     else:
         report = forget(db, unique, dry_run=dry_run)
-    print(f"{'would delete' if dry_run else 'deleted'} from {db} "
-          f"({len(report.identifiers)} identifier(s) matched)")
-    print("\n".join(report.lines()))
+    n_ids = len(report.identifiers)
+    looked_up = f"{n_ids} identifier{'s' if n_ids != 1 else ''} looked up"
+    if report.total == 0:
+        print(f"nothing stored for this user in {db} ({looked_up}); nothing "
+              f"{'would be ' if dry_run else ''}deleted")
+    else:
+        print(f"{'would delete' if dry_run else 'deleted'} from {db} ({looked_up})")
+    print("\n".join(report.lines(dry_run)))
     return 0

@@ -182,10 +182,10 @@ def test_only_unavailability_is_retried():
 def test_an_impossible_store_path_fails_without_retrying(tmp_path, caplog):
     lines = _lines(5)
     src = write_jsonl(tmp_path / "in.jsonl", lines)
-    not_a_db = tmp_path / "dir.duckdb"
-    not_a_db.mkdir()
+    not_a_db = tmp_path / "garbage.duckdb"  # (a directory is refused before the run starts)
+    not_a_db.write_bytes(b"not a database " * 512)
     with caplog.at_level(logging.WARNING, logger="transforms.sinks"), \
-            pytest.raises(Exception, match="Is a directory"):
+            pytest.raises(Exception, match="not a valid DuckDB database"):
         run(["--input", f"file://{src}", "--output", f"duckdb://{not_a_db}",
              "--raw-user-ids", "--sink-retry-seconds", "600"], show_progress=False)
     assert not [r for r in caplog.records if "retrying in" in r.getMessage()]
@@ -195,11 +195,11 @@ def test_the_cli_reports_a_failed_store_in_one_line(tmp_path, capsys):
     from pipelines.cli import main
 
     src = write_jsonl(tmp_path / "in.jsonl", _lines(3))
-    not_a_db = tmp_path / "dir.duckdb"
-    not_a_db.mkdir()
+    not_a_db = tmp_path / "garbage.duckdb"
+    not_a_db.write_bytes(b"not a database " * 512)
     code = main(["run", "--input", f"file://{src}", "--output", f"duckdb://{not_a_db}",
                  "--raw-user-ids", "--no-progress"])
     err = [line for line in capsys.readouterr().err.splitlines()
            if line.startswith("earlyrisk:")]
     assert code == 1
-    assert len(err) == 1 and "DuckDB store" in err[0] and "Is a directory" in err[0], err
+    assert len(err) == 1 and "DuckDB store" in err[0] and "not a valid DuckDB" in err[0], err

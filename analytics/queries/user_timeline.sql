@@ -1,5 +1,5 @@
 -- name: user_timeline
--- answers: One user's probability over time: every scored writing with its text and user probability.
+-- answers: One user's probability over time: every scored writing, its own probability, the accumulated user probability, and the alert it triggered if any.
 -- param: user_id STRING  the (pseudonymised) user id
 SELECT
   s.writings_seen,
