@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 
@@ -126,9 +127,12 @@ def test_alert_detail_has_charts_terms_and_sortable_writings(client):
     html = client.get(f"/alerts/{aid}").get_data(as_text=True)
     assert 'id="chart-writings"' in html and 'id="chart-time"' in html
     assert 'class="threshold"' in html and 'class="alert-point"' in html
-    assert '<mark class="term">' in html
+    assert 'id="terms-up"' in html and '<mark class="w up-' in html
+    # Evidence first: the alert's writing comes before the charts and the full list.
+    assert html.index('id="evidence"') < html.index('id="chart-writings"')
     by_p = client.get(f"/alerts/{aid}?wsort=p").get_data(as_text=True)
-    ps = [float(x) for x in re.findall(r'data-p-text="([0-9.]+)"', by_p)]
+    listed = by_p[by_p.index('id="writings"'):]
+    ps = [float(x) for x in re.findall(r'data-p-text="([0-9.]+)"', listed)]
     assert len(ps) > 1 and ps == sorted(ps, reverse=True)
     assert client.get("/alerts/nope").status_code == 404
     assert client.get("/alerts/x'--").status_code == 404
@@ -176,26 +180,134 @@ def test_names_are_pseudonymised_unless_the_operator_opts_in(review_db):
 def test_highlight_escapes_and_marks_whole_words():
     out = str(highlight("I feel <b>alone</b>, so alone-ish; lonely", ["alone", "i"]))
     assert "&lt;b&gt;" in out and "<b>" not in out
-    assert out.count("<mark class=\"term\">") == 3  # I, alone, alone(-ish); not lonely
+    assert out.count("<mark class=\"term\"") == 3  # I, alone, alone(-ish); not lonely
     assert "lonely" in out and '<mark class="term">lonely' not in out
 
 
-def test_busy_database_answers_503_not_a_crash(client, review_db):
-    """While another process holds DuckDB's write lock (a running pipeline), 503."""
+def _hold_and_write(db, seconds: float = 30.0):
+    """Another process that takes DuckDB's write lock and writes, like a running pipeline."""
     import subprocess
     import sys
 
+    code = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+            "c.execute(\"INSERT INTO alerts SELECT 'new-while-held', user_id, submission_id, "
+            "created_utc, p_user, writings_seen, threshold, priority, policy, top_terms, "
+            "model_version, 99 FROM alerts LIMIT 1\"); c.execute('CHECKPOINT'); "
+            f"print('locked', flush=True); time.sleep({seconds})")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_pages_and_verdicts_work_while_another_process_holds_the_store(client, review_db):
+    """A running pipeline holds DuckDB's write lock: pages come from the snapshot, say so,
+    and a verdict is saved (in the review database) all the same."""
     store = client.application.extensions["earlyrisk_store"]
-    store.close()  # release our read-only handle so the other process can lock the file
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-         "print('locked', flush=True); time.sleep(30)", str(review_db)],
-        stdout=subprocess.PIPE, text=True)
+    aid = _alert_ids(client.get("/alerts").get_data(as_text=True))[0]
+    holder = _hold_and_write(review_db)
     try:
-        assert holder.stdout.readline().strip() == "locked"
-        r = client.get("/alerts")
-        assert r.status_code == 503 and b"single write lock" in r.data
+        deadline = time.monotonic() + 10
+        while store.freshness()["busy_since"] is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        page = client.get("/alerts")
+        assert page.status_code == 200
+        html = page.get_data(as_text=True)
+        assert 'id="busy-banner"' in html and "new-while-held" not in html
+        detail = client.get(f"/alerts/{aid}").get_data(as_text=True)
+        r = client.post(f"/alerts/{aid}/label", data={"label": "risk", "csrf_token": _csrf(
+            detail), "comment": "saved while the pipeline writes"})
+        assert r.status_code == 302
+        assert "saved while the pipeline writes" in client.get(r.headers["Location"]).get_data(
+            as_text=True)
+        assert holder.poll() is None  # the lock was held the whole time
     finally:
         holder.kill()
         holder.wait()
-    assert client.get("/alerts").status_code == 200
+    deadline = time.monotonic() + 15
+    while store.freshness()["busy_since"] is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    html = client.get("/alerts?tab=untagged&q=new-while-held").get_data(as_text=True)
+    assert _alert_ids(html) == ["new-while-held"] and 'id="busy-banner"' not in html
+    assert _alert_ids(client.get("/alerts?tab=risk").get_data(as_text=True)) == [aid]
+
+
+def _immutable(path) -> bool:
+    """Make ``path`` unwritable, even for root (chattr +i); False if not possible here."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        os.chmod(path, 0o444)
+        os.chmod(path.parent, 0o555)
+        return True
+    return subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode == 0
+
+
+def _mutable(path) -> None:
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        os.chmod(path.parent, 0o755)
+        os.chmod(path, 0o644)
+    else:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+
+
+def test_a_read_only_review_database_says_so_and_keeps_the_verdict_text(review_db, tmp_path):
+    from webapp.server import build
+    from webapp.store import default_review_db
+
+    DuckDBReviewStore(review_db).close()  # creates the review database
+    rdb = default_review_db(review_db)
+    if not _immutable(rdb):
+        pytest.skip("cannot make a file read-only here (no chattr)")
+    try:
+        import os
+
+        old = dict(os.environ)
+        os.environ.update(review_env())
+        try:
+            with pytest.raises(ValueError, match="read-only"):
+                build(f"duckdb://{review_db}")
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        app = create_app(DuckDBReviewStore(review_db), AppConfig.from_env(env=review_env()))
+        c = app.test_client()
+        token = _csrf(c.get("/login").get_data(as_text=True))
+        r = c.post("/login", data={"username": REVIEWER, "password": PASSWORD,
+                                   "csrf_token": token})
+        # Sessions live in the review database too: signing in itself cannot be saved.
+        assert r.status_code == 500 and b"read-only" in r.data
+    finally:
+        _mutable(rdb)
+
+
+def test_a_verdict_that_cannot_be_saved_says_so_and_keeps_the_text(client, review_db):
+    store = client.application.extensions["earlyrisk_store"]
+    aid = _alert_ids(client.get("/alerts").get_data(as_text=True))[0]
+    page = client.get(f"/alerts/{aid}").get_data(as_text=True)
+    from webapp.reviewdb import ReviewDBError
+
+    def refuse(**kw):
+        raise ReviewDBError(f"review database {store.review.path}: the file or its "
+                            "directory is read-only")
+
+    original = store.review.add_label
+    store.review.add_label = refuse
+    try:
+        r = client.post(f"/alerts/{aid}/label", data={
+            "label": "risk", "csrf_token": _csrf(page), "comment": "my careful reasoning"})
+    finally:
+        store.review.add_label = original
+    html = r.get_data(as_text=True)
+    assert r.status_code == 503
+    assert 'id="not-saved"' in html and "NOT saved" in html and "read-only" in html
+    assert "my careful reasoning" in html  # kept in the retry form
+    retry = re.search(r'<form method="post" action="([^"]+)" class="retry">', html).group(1)
+    r = client.post(retry, data={"label": "risk", "csrf_token": _csrf(html),
+                                 "comment": "my careful reasoning"})
+    assert r.status_code == 302
+    assert _alert_ids(client.get("/alerts?tab=risk").get_data(as_text=True)) == [aid]
