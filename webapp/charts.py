@@ -89,9 +89,12 @@ def probability_chart(
         if label in seen:
             continue
         seen.add(label)
+        # Labels near the edges anchor inwards so they are not clipped.
+        anchor = "start" if sx(xv) < LEFT + 40 else "end" if sx(xv) > W - RIGHT - 40 \
+            else "middle"
         out.append(f'<line class="xtick" x1="{sx(xv):.1f}" y1="{H - BOTTOM}" x2="{sx(xv):.1f}" '
                    f'y2="{H - BOTTOM + 4}"/><text class="tick" x="{sx(xv):.1f}" y="{H - 14}" '
-                   f'text-anchor="middle">{escape(label)}</text>')
+                   f'text-anchor="{anchor}">{escape(label)}</text>')
     ty = sy(threshold)
     out.append(f'<line class="threshold" x1="{LEFT}" y1="{ty:.1f}" x2="{W - RIGHT}" '
                f'y2="{ty:.1f}"/><text class="threshold-label" x="{W - RIGHT}" '
@@ -105,7 +108,7 @@ def probability_chart(
         out.append(f'<line class="alert-line" x1="{ax:.1f}" y1="{TOP}" x2="{ax:.1f}" '
                    f'y2="{H - BOTTOM}"/><circle class="alert-point" cx="{ax:.1f}" '
                    f'cy="{ay:.1f}" r="7"/>'
-                   f'<text class="alert-label" x="{ax + 9:.1f}" y="{TOP + 10}">alert</text>')
+                   f'<text class="alert-label" x="{ax + 10:.1f}" y="{H - BOTTOM - 6}">alert</text>')
     for i, (x, pu, pt) in enumerate(zip(xs, p_user, p_text)):
         label = point_labels[i] if point_labels else x_label(x)
         tip = f"{label}: p(user) {pu:.3f}, p(text) {pt:.3f}"

@@ -4,7 +4,9 @@
   "use strict";
   document.documentElement.classList.add("js");
   function typing(el) {
-    return el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
+    if (!el) { return false; }
+    if (el.isContentEditable || el.tagName === "TEXTAREA" || el.tagName === "SELECT") { return true; }
+    return el.tagName === "INPUT" && !/^(radio|checkbox|button|submit|reset)$/.test(el.type);
   }
   function go(id) {
     var a = document.getElementById(id);
