@@ -286,6 +286,28 @@ class ReviewDB:
             r["detail"] = json.loads(r["detail"] or "{}")
         return rows
 
+    # -- retention ------------------------------------------------------------------------
+    def forget(self, ids: Iterable[str], dry_run: bool = False) -> dict[str, int]:
+        """Delete every verdict, note and audit entry about these user ids, then rewrite
+        the file so their bytes are gone (``earlyrisk forget``)."""
+        ids = list(ids)
+        marks = ",".join("?" * len(ids))
+        counts: dict[str, int] = {}
+        with self._tx() as con:
+            for table in ("labels", "notes", "events"):
+                counts[f"review {table}"] = con.execute(
+                    f"SELECT count(*) FROM {table} WHERE user_id IN ({marks})", ids).fetchone()[0]
+                if not dry_run:
+                    con.execute(f"DELETE FROM {table} WHERE user_id IN ({marks})", ids)
+        if not dry_run and any(counts.values()):
+            try:
+                con = self._con()
+                con.execute("VACUUM")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as e:
+                raise _explain(self.path, e) from None
+        return counts
+
     # -- sessions -------------------------------------------------------------------------
     def new_session(self, user: str, via: str, credential: str) -> str:
         sid = secrets.token_urlsafe(32)

@@ -230,3 +230,28 @@ def test_labels_an_older_app_kept_in_the_duckdb_file_are_imported_once(review_db
     store.close()
     again = DuckDBReviewStore(review_db)
     assert len(again.label_history(aid)) == 1
+
+
+def test_forget_purges_the_review_database_too(review_db, monkeypatch, capsys):
+    from pipelines.cli import main
+    from webapp.store import default_review_db
+
+    store = DuckDBReviewStore(review_db)
+    a, b = _all(store)[:2]
+    store.add_label(LabelRecord(alert_id=a["alert_id"], user_id=a["user_id"], label="risk",
+                                comment="forget-me-comment", reviewer="alice",
+                                labelled_at=time.time()))
+    store.review.add_note(a["user_id"], "alice", "forget-me-note")
+    store.review.record("verdict", "alice", alert_id=a["alert_id"], user_id=a["user_id"])
+    _label(store, b, "no_risk")
+    store.close()
+    assert main(["forget", "--user", a["user_id"], "--db", f"duckdb://{review_db}"]) == 0
+    out = capsys.readouterr().out
+    assert "review labels" in out and "review notes" in out
+    again = DuckDBReviewStore(review_db)
+    assert again.label_history(a["alert_id"]) == [] and again.review.notes(a["user_id"]) == []
+    assert len(again.label_history(b["alert_id"])) == 1  # others stay
+    again.close()
+    data = b"".join(p.read_bytes() for p in review_db.parent.glob(
+        default_review_db(review_db).name + "*"))
+    assert b"forget-me" not in data
