@@ -311,3 +311,79 @@ def test_a_verdict_that_cannot_be_saved_says_so_and_keeps_the_text(client, revie
                                  "comment": "my careful reasoning"})
     assert r.status_code == 302
     assert _alert_ids(client.get("/alerts?tab=risk").get_data(as_text=True)) == [aid]
+
+
+def test_audit_trail_my_verdicts_and_the_shared_token_recorded_as_such(app, client):
+    aid = _alert_ids(client.get("/alerts").get_data(as_text=True))[0]
+    page = client.get(f"/alerts/{aid}").get_data(as_text=True)
+    client.post(f"/alerts/{aid}/label", data={"label": "risk", "csrf_token": _csrf(page),
+                                              "reason": ["explicit", "bogus"]})
+    client.get("/datasets/tp.truth.txt")
+    tok = app.test_client()
+    r = tok.post("/login", data={"token": TOKEN, "csrf_token": _csrf(
+        tok.get("/login").get_data(as_text=True))})
+    assert r.status_code == 302
+    tpage = tok.get(f"/alerts/{aid}").get_data(as_text=True)
+    tok.post(f"/alerts/{aid}/label", data={"label": "undecided", "csrf_token": _csrf(tpage)})
+    everything = client.get("/activity").get_data(as_text=True)
+    for what in ("signed in", "verdict", "download"):
+        assert what in everything, what
+    assert "token <span class=\"muted\">(shared token)</span>" in everything
+    mine = client.get("/activity?mine=1&kind=verdict").get_data(as_text=True)
+    assert mine.count('class="event event-verdict"') == 1 and "Risk" in mine
+    assert "explicit" in mine and "bogus" not in mine
+    history = client.get(f"/alerts/{aid}").get_data(as_text=True)
+    assert "Explicit statements" in history and "(token)" in history
+    assert client.get("/activity?kind=nonsense").status_code == 400
+
+
+def test_notes_claims_other_alerts_and_save_and_next(app, client):
+    html = client.get("/alerts?sort=priority").get_data(as_text=True)
+    ids = _alert_ids(html)
+    back = "/alerts?sort=priority"
+    page = client.get(f"/alerts/{ids[0]}", query_string={"back": back}).get_data(as_text=True)
+    assert 'id="other-alerts"' in page and 'id="p-now"' in page
+    r = client.post(f"/alerts/{ids[0]}/note", data={"note": "<b>call</b> the GP",
+                                                    "csrf_token": _csrf(page), "back": back})
+    assert r.status_code == 302
+    page = client.get(f"/alerts/{ids[0]}").get_data(as_text=True)
+    assert "&lt;b&gt;call&lt;/b&gt; the GP" in page
+    # Bob claims the second alert: Save and next skips it for alice.
+    store = app.extensions["earlyrisk_store"]
+    store.review.claim(ids[1], "bob")
+    listing = client.get("/alerts?sort=priority").get_data(as_text=True)
+    assert "claimed by bob" in listing
+    warn = client.get(f"/alerts/{ids[1]}").get_data(as_text=True)
+    assert 'id="claim-warning"' in warn and 'id="take-over"' in warn
+    r = client.post(f"/alerts/{ids[0]}/label", data={
+        "label": "no_risk", "csrf_token": _csrf(page), "and_next": "1", "back": back})
+    assert r.status_code == 302 and f"/alerts/{ids[2]}?" in r.headers["Location"]
+    assert "saved=no_risk" in r.headers["Location"]
+    nxt = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "previous alert" in nxt and 'id="claim-state"' in nxt  # claimed for alice
+    assert store.review.claims([ids[2]])[ids[2]][0] == REVIEWER
+
+
+def test_paging_shows_the_range_and_goes_back(client):
+    html = client.get("/alerts?sort=priority").get_data(as_text=True)
+    total = int(re.search(r'id="tab-untagged"[^>]*>[^<]*<span class="count">(\d+)', html)
+                .group(1))
+    assert re.search(rf'id="range">1–{min(50, total)} of {total}', html)
+    nxt = re.search(r'id="next-page" rel="next" href="([^"]+)"', html) or re.search(
+        r'href="([^"]+)" id="next-page"', html)
+    if total <= 50:
+        assert nxt is None
+        return
+    second = client.get(nxt.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert re.search(rf'id="range">51–{min(100, total)} of {total}', second)
+    prev = re.search(r'href="([^"]+)" id="prev-page"', second).group(1).replace("&amp;", "&")
+    assert _alert_ids(client.get(prev).get_data(as_text=True)) == _alert_ids(html)
+
+
+def test_favicon_and_script_are_public_and_the_policy_allows_only_own_scripts(app):
+    c = app.test_client()
+    r = c.get("/favicon.ico")
+    assert r.status_code == 200 and r.mimetype == "image/svg+xml"
+    assert c.get("/static/keys.js").status_code == 200
+    csp = c.get("/login").headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
