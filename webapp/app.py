@@ -534,13 +534,13 @@ def create_app(store: ReviewStore, config: AppConfig) -> Flask:
         sort = args.get("sort") if args.get("sort") in SORTS else "recent"
         return tab, sort, _filters(args, strict=False)
 
-    def _neighbours(a: dict[str, Any], back: str, n: int = 10) -> tuple[list[dict], list[dict]]:
+    def _cursor_of(a: dict[str, Any], sort: str) -> Cursor:
+        return Cursor(a["key_recent"] if sort == "recent" else a["key_priority"], a["alert_id"])
+
+    def _following(a: dict[str, Any], back: str, n: int = 10) -> list[dict[str, Any]]:
+        """The next ``n`` alerts after ``a`` in the list it was opened from."""
         tab, sort, flt = _context(back)
-        cursor = Cursor(a["key_recent"] if sort == "recent" else a["key_priority"],
-                        a["alert_id"])
-        nxt = store.list_alerts(tab, sort, flt, cursor, n).rows
-        prev = store.list_alerts(tab, sort, flt, None, n, before=cursor).rows
-        return nxt, prev[::-1]
+        return store.list_alerts(tab, sort, flt, _cursor_of(a, sort), n).rows
 
     def _unclaimed(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
         held = review.claims([r["alert_id"] for r in rows])
@@ -611,7 +611,8 @@ def create_app(store: ReviewStore, config: AppConfig) -> Flask:
             "Probability over time (UTC)", "chart-time", point_ids=ids,
             point_labels=[f"writing {w['writings_seen']}, {_fmt_time(w['created_utc'])}"
                           for w in chrono])
-        nxt, prev = _neighbours(a, back, 1)
+        tab, sort, flt = _context(back)
+        nxt, prev = store.neighbours(tab, sort, flt, _cursor_of(a, sort))
         claims = review.claims([alert_id])
         return render_template(
             "alert.html", a=a, writings=shown, wsort=wsort, chart_k=Markup(chart_k),
@@ -620,8 +621,8 @@ def create_app(store: ReviewStore, config: AppConfig) -> Flask:
             model_note=explainer.note(a["model_version"]), top_moves=top_moves,
             notes=review.notes(a["user_id"]), others=[o for o in store.user_alerts(
                 a["user_id"]) if o["alert_id"] != alert_id],
-            latest=store.user_latest(a["user_id"]), next_alert=nxt[0] if nxt else None,
-            prev_alert=prev[0] if prev else None, claim=claims.get(alert_id),
+            latest=store.user_latest(a["user_id"]), next_alert=nxt, prev_alert=prev,
+            claim=claims.get(alert_id),
             saved=request.args.get("saved"), saved_alert=request.args.get("saved_alert"))
 
     def _get_alert(alert_id: str) -> dict[str, Any]:
@@ -657,8 +658,7 @@ def create_app(store: ReviewStore, config: AppConfig) -> Flask:
                reasons=",".join(reasons), detail={"label": value, "reasons": list(reasons),
                                                   "comment_chars": len(comment)})
         if request.form.get("and_next"):
-            nxt, _ = _neighbours(a, back)
-            target = _unclaimed(nxt)
+            target = _unclaimed(_following(a, back))
             if target is None:
                 return redirect(_with(back, saved=value, saved_alert=alert_id))
             review.claim(target["alert_id"], g.user)

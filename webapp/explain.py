@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from models.explain import WritingExplanation, explain_text, highlight_spans, writing_moves
@@ -36,6 +37,8 @@ class Explainer:
         self._error: str | None = None
         self._loaded = False
         self._lock = threading.Lock()
+        self._cached = lru_cache(maxsize=4096)(
+            lambda title, body: _marks(self._model, title, body))
 
     def _load(self) -> PortableModel | None:
         with self._lock:
@@ -69,17 +72,23 @@ class Explainer:
     def explain(model: PortableModel, title: str, body: str, top: int = 8) -> WritingExplanation:
         return explain_text(model, joined(title, body)[0], top=top)
 
-    @staticmethod
-    def marks(model: PortableModel, title: str, body: str) -> tuple[list[Mark], list[Mark]]:
-        """Graded marks for the title and the body (offsets into each)."""
-        text, body_at = joined(title, body)
-        tmarks: list[Mark] = []
-        bmarks: list[Mark] = []
-        for s in highlight_spans(model, text):
-            label = s.feature
-            if title and s.end <= len(title):
-                tmarks.append(Mark(s.start, s.end, s.logit, s.negated, label))
-            elif s.start >= body_at:
-                bmarks.append(Mark(s.start - body_at, s.end - body_at, s.logit, s.negated,
-                                   label))
-        return tmarks, bmarks
+    def marks(self, model: PortableModel, title: str, body: str
+              ) -> tuple[list[Mark], list[Mark]]:
+        """Graded marks for the title and the body (offsets into each). Writings do not
+        change, so they are cached (the app has one model)."""
+        if model is not self._model:
+            return _marks(model, title, body)
+        return self._cached(title, body)
+
+
+def _marks(model: PortableModel, title: str, body: str) -> tuple[list[Mark], list[Mark]]:
+    text, body_at = joined(title, body)
+    tmarks: list[Mark] = []
+    bmarks: list[Mark] = []
+    for s in highlight_spans(model, text):
+        if title and s.end <= len(title):
+            tmarks.append(Mark(s.start, s.end, s.logit, s.negated, s.feature))
+        elif s.start >= body_at:
+            bmarks.append(Mark(s.start - body_at, s.end - body_at, s.logit, s.negated,
+                               s.feature))
+    return tmarks, bmarks

@@ -150,6 +150,13 @@ class ReviewStore(ABC):
         ``busy_since`` (epoch s while a pipeline holds the store, else None)."""
         return {"snapshot_at": None, "busy_since": None}
 
+    def neighbours(self, tab: str, sort: str, flt: AlertFilter,
+                   cursor: Cursor) -> tuple[str | None, str | None]:
+        """The alert ids just after and just before ``cursor`` in a list."""
+        nxt = self.list_alerts(tab, sort, flt, cursor, 1).rows
+        prev = self.list_alerts(tab, sort, flt, None, 1, before=cursor).rows
+        return (nxt[0]["alert_id"] if nxt else None, prev[-1]["alert_id"] if prev else None)
+
     @abstractmethod
     def user_alerts(self, user_id: str) -> list[dict[str, Any]]:
         """All alerts of a user, newest first, with their current verdicts."""
@@ -386,6 +393,7 @@ class DuckDBReviewStore(ReviewStore):
         self._snap_seq = 0
         self._sig: tuple | None = None
         self._tables: set[str] = set()
+        self._subreddits: tuple[int, list[str]] | None = None
         self.snapshot_at: float | None = None
         self.busy_since: float | None = None
         self.read_error: str | None = None
@@ -606,6 +614,24 @@ class DuckDBReviewStore(ReviewStore):
             rows = [_alert_row(cols, r) for r in cur.fetchall()]
         return _page(rows, limit, after, before)
 
+    def neighbours(self, tab: str, sort: str, flt: AlertFilter,
+                   cursor: Cursor) -> tuple[str | None, str | None]:
+        # One query instead of two pages of one row.
+        if tab not in _TAB_SQL or sort not in _SORT_SQL:
+            raise ValueError(f"unknown tab {tab!r} or sort {sort!r}")
+        key_sql, order_sql, reverse_sql = _SORT_SQL[sort]
+        where, params = _filter_sql(flt)
+        where.insert(0, _TAB_SQL[tab])
+        c = [cursor.key, cursor.key, cursor.alert_id]
+        sql = (f"WITH {_CURRENT}, f AS (SELECT a.alert_id, a.created_utc, a.p_user, "
+               f"{key_sql} AS k FROM {_ALERT_FROM} WHERE {' AND '.join(where)}) "
+               "SELECT (SELECT a.alert_id FROM f a WHERE a.k < ? OR (a.k = ? AND a.alert_id < ?)"
+               f" ORDER BY {order_sql} LIMIT 1), (SELECT a.alert_id FROM f a WHERE a.k > ? OR "
+               f"(a.k = ? AND a.alert_id > ?) ORDER BY {reverse_sql} LIMIT 1)")
+        with self._read() as con:
+            nxt, prev = con.execute(sql, params + c + c).fetchone()
+        return nxt, prev
+
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         sql = (f"WITH {_CURRENT} SELECT {_ALERT_COLS}, s.subreddit, "
                f"{_SORT_SQL['recent'][0]} AS key_recent, a.p_user AS key_priority "
@@ -668,10 +694,16 @@ class DuckDBReviewStore(ReviewStore):
         self._sync_labels()
 
     def subreddits(self) -> list[str]:
+        seq = self._snap_seq
+        cached = self._subreddits
+        if cached is not None and cached[0] == seq:
+            return cached[1]  # one scan of scores per snapshot, not per page
         with self._read() as con:
             rows = con.execute("SELECT DISTINCT subreddit FROM scores WHERE subreddit IS NOT "
                                "NULL ORDER BY 1").fetchall()
-        return [r[0] for r in rows]
+        names = [r[0] for r in rows]
+        self._subreddits = (seq, names)
+        return names
 
     def reviewers(self) -> list[str]:
         with self._read() as con:
