@@ -387,3 +387,22 @@ def test_favicon_and_script_are_public_and_the_policy_allows_only_own_scripts(ap
     assert c.get("/static/keys.js").status_code == 200
     csp = c.get("/login").headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_a_read_only_pipeline_store_is_served_as_usual(review_db, tmp_path_factory):
+    """The app never writes the pipeline's file, so a read-only one is no problem."""
+    if not _immutable(review_db):
+        pytest.skip("cannot make a file read-only here (no chattr)")
+    try:
+        elsewhere = tmp_path_factory.mktemp("writable") / "r.sqlite"
+        app = create_app(DuckDBReviewStore(review_db, review_db=elsewhere),
+                         AppConfig.from_env(env=review_env()))
+        c = app.test_client()
+        assert _login(c).status_code == 302
+        aid = _alert_ids(c.get("/alerts").get_data(as_text=True))[0]
+        page = c.get(f"/alerts/{aid}").get_data(as_text=True)
+        r = c.post(f"/alerts/{aid}/label", data={"label": "risk", "csrf_token": _csrf(page)})
+        assert r.status_code == 302
+        assert _alert_ids(c.get("/alerts?tab=risk").get_data(as_text=True)) == [aid]
+    finally:
+        _mutable(review_db)
