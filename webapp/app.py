@@ -55,7 +55,7 @@ from models.records import LabelRecord
 from models.wire import Pseudonymizer
 from webapp.auth import Credentials, LoginLimiter
 from webapp.charts import bar_chart, probability_chart
-from webapp.explain import Explainer
+from webapp.explain import Explainer, stored
 from webapp.reviewdb import REASON_CODES, ReviewDBError
 from webapp.store import (
     BANDS,
@@ -351,10 +351,19 @@ def create_app(store: ReviewStore, config: AppConfig) -> Flask:
 
     @app.errorhandler(StoreBusyError)
     def _busy(e: StoreBusyError) -> Any:
+        not_saved = None
+        if request.method == "POST":
+            # Nothing was written: say so, and keep what the reviewer typed.
+            not_saved = {k: request.form.get(k, "") for k in ("label", "comment", "note")}
+            not_saved.update(alert_id=(request.view_args or {}).get("alert_id"),
+                             reasons=request.form.getlist("reason"),
+                             back=safe_target(request.form.get("back"), url_for("alerts")))
+            log_event("not_saved", reviewer=g.get("user"), alert_id=not_saved["alert_id"],
+                      error="StoreBusyError")
         return render_template("error.html", code=503, message=(
             "The alerts cannot be shown yet: a running 'earlyrisk run' holds the database "
             "(DuckDB's single write lock) and the app has no copy of it from before. They "
-            "appear as soon as the pipeline releases the file."), not_saved=None), 503
+            "appear as soon as the pipeline releases the file."), not_saved=not_saved), 503
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException) -> Any:
@@ -587,9 +596,15 @@ def create_app(store: ReviewStore, config: AppConfig) -> Flask:
         evidence = chrono[alert_index] if chrono else None
         context = [w for w in chrono if 0 < abs(w["index"] - alert_index) <= 2]
         explanation = None
+        stored_explanation = False
         if model is not None and evidence is not None and evidence["text_stored"]:
             explanation = explainer.explain(model, decode(evidence["title"]),
                                             decode(evidence["body"]))
+        elif a.get("explanation"):
+            # The pipeline's own explanation of the triggering writing (no highlighting:
+            # the app has no model of that version to find the spans with).
+            explanation = stored(a["explanation"])
+            stored_explanation = explanation is not None
         top_moves = sorted((w for w in chrono if w["move"] is not None),
                            key=lambda w: -w["move"])[:5]
         shown = {"time": chrono, "p": sorted(chrono, key=lambda w: (-w["p_text"],
@@ -618,6 +633,7 @@ def create_app(store: ReviewStore, config: AppConfig) -> Flask:
             "alert.html", a=a, writings=shown, wsort=wsort, chart_k=Markup(chart_k),
             chart_t=Markup(chart_t), history=store.label_history(alert_id), back=back,
             evidence=evidence, context=context, explanation=explanation, model=model,
+            stored_explanation=stored_explanation,
             model_note=explainer.note(a["model_version"]), top_moves=top_moves,
             notes=review.notes(a["user_id"]), others=[o for o in store.user_alerts(
                 a["user_id"]) if o["alert_id"] != alert_id],

@@ -18,7 +18,13 @@ from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from models.explain import WritingExplanation, explain_text, highlight_spans, writing_moves
+from models.explain import (
+    TermContribution,
+    WritingExplanation,
+    explain_text,
+    highlight_spans,
+    writing_moves,
+)
 from models.portable import ModelFormatError, PortableModel
 from webapp.text import Mark
 
@@ -92,3 +98,26 @@ def _marks(model: PortableModel, title: str, body: str) -> tuple[list[Mark], lis
             bmarks.append(Mark(s.start - body_at, s.end - body_at, s.logit, s.negated,
                                s.feature))
     return tmarks, bmarks
+
+
+def stored(text: str | None) -> WritingExplanation | None:
+    """An ``alerts.explanation`` JSON (docs/MODEL.md, format 1) as a WritingExplanation;
+    None if absent or in a format this app does not read."""
+    import json
+
+    try:
+        doc = json.loads(text or "")
+        if doc.get("format") != 1 or doc.get("unit") != "logit":
+            return None
+        w = doc["writing"]
+
+        def terms(items: list) -> tuple[TermContribution, ...]:
+            return tuple(TermContribution(term=str(t["term"]), feature=str(t["feature"]),
+                                          count=int(t["count"]), logit=float(t["logit"]),
+                                          negated=bool(t["negated"])) for t in items)
+
+        return WritingExplanation(p_text=float(w["p_text"]), logit=float(w["logit"]),
+                                  intercept=float(doc["intercept"]), up=terms(w["up"]),
+                                  down=terms(w["down"]))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None

@@ -394,6 +394,7 @@ class DuckDBReviewStore(ReviewStore):
         self._sig: tuple | None = None
         self._tables: set[str] = set()
         self._subreddits: tuple[int, list[str]] | None = None
+        self._alert_explanation = False
         self.snapshot_at: float | None = None
         self.busy_since: float | None = None
         self.read_error: str | None = None
@@ -452,6 +453,9 @@ class DuckDBReviewStore(ReviewStore):
                 shutil.copyfile(self.path + ".wal", str(new) + ".wal")
             tables = {r[0] for r in con.execute(
                 "SELECT table_name FROM information_schema.tables").fetchall()}
+            has_explanation = bool(con.execute(
+                "SELECT count(*) FROM information_schema.columns WHERE table_name = 'alerts' "
+                "AND column_name = 'explanation'").fetchone()[0])
         finally:
             con.close()
         old = self._snap
@@ -464,6 +468,7 @@ class DuckDBReviewStore(ReviewStore):
                 if t in tables:
                     self._mem.execute(f"CREATE OR REPLACE VIEW {t} AS SELECT * FROM p.main.{t}")
             self._snap, self._tables = new, tables
+            self._alert_explanation = has_explanation
         if old is not None:
             for f in (old, Path(str(old) + ".wal")):
                 f.unlink(missing_ok=True)
@@ -633,7 +638,9 @@ class DuckDBReviewStore(ReviewStore):
         return nxt, prev
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
-        sql = (f"WITH {_CURRENT} SELECT {_ALERT_COLS}, s.subreddit, "
+        # alerts.explanation exists in stores written since it was added.
+        expl = "a.explanation" if self._alert_explanation else "NULL AS explanation"
+        sql = (f"WITH {_CURRENT} SELECT {_ALERT_COLS}, {expl}, s.subreddit, "
                f"{_SORT_SQL['recent'][0]} AS key_recent, a.p_user AS key_priority "
                f"FROM alerts a LEFT JOIN cur ON cur.alert_id = a.alert_id {_SCORE_JOIN} "
                "WHERE a.alert_id = ?")

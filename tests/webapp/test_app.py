@@ -406,3 +406,26 @@ def test_a_read_only_pipeline_store_is_served_as_usual(review_db, tmp_path_facto
         assert _alert_ids(c.get("/alerts?tab=risk").get_data(as_text=True)) == [aid]
     finally:
         _mutable(review_db)
+
+
+def test_started_while_a_pipeline_holds_the_store_pages_say_why_and_posts_not_saved(review_db):
+    holder = _hold_and_write(review_db)
+    try:
+        store = DuckDBReviewStore(review_db)  # no snapshot possible yet
+        app = create_app(store, AppConfig.from_env(env=review_env()))
+        c = app.test_client()
+        assert _login(c).status_code == 302
+        r = c.get("/alerts")
+        assert r.status_code == 503 and b"holds the database" in r.data
+        page = c.get("/activity").get_data(as_text=True)  # review pages still work
+        r = c.post("/alerts/some-alert/label", data={
+            "label": "risk", "comment": "keep this text", "csrf_token": _csrf(page)})
+        html = r.get_data(as_text=True)
+        assert r.status_code == 503 and "NOT saved" in html and "keep this text" in html
+    finally:
+        holder.kill()
+        holder.wait()
+    deadline = time.monotonic() + 15
+    while store.freshness()["snapshot_at"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert c.get("/alerts").status_code == 200

@@ -140,3 +140,21 @@ def test_safe_target(target, expected):
     ("\r=1", "'\r=1"), ("plain", "plain"), (1546300800, 1546300800), (None, None)])
 def test_csv_cell(value, expected):
     assert csv_cell(value) == expected
+
+
+def test_a_stored_alert_explanation_is_read_and_other_formats_refused():
+    import json
+
+    from webapp.explain import stored
+
+    doc = {"format": 1, "unit": "logit", "intercept": -1.45, "writing": {
+        "submission_id": "t3_abc", "p_text": 0.71, "logit": 0.895, "user_move": 0.41,
+        "up": [{"term": "SRL: hopelessness", "feature": "__lex_srl_hopelessness", "count": 1,
+                "logit": 0.53, "negated": False}],
+        "down": [{"term": "suicidal", "feature": "neg:suicidal", "count": 1, "logit": -0.21,
+                  "negated": True}]}}
+    ex = stored(json.dumps(doc))
+    assert ex.p_text == 0.71 and ex.intercept == -1.45
+    assert ex.up[0].term == "SRL: hopelessness" and ex.down[0].negated
+    assert stored(json.dumps({**doc, "format": 2})) is None
+    assert stored("not json") is None and stored(None) is None
