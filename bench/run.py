@@ -64,6 +64,10 @@ def targets(r: dict) -> list[dict]:
         for kind, t in sc["throughput"].items():
             add(f"scorer submissions/s, one core ({kind})", t["per_s"], ">= 50,000",
                 t["per_s"] >= 50_000)
+        mix = sc.get("features_throughput", {}).get("mix")
+        if mix:
+            add("scorer submissions/s, one core (mix, tokenizer v2 features)", mix["per_s"],
+                ">= 50,000", mix["per_s"] >= 50_000)
         for kind, h in sc["by_history"].items():
             add(f"scorer cost growth, last vs first history ({kind})",
                 h["growth_last_vs_first"], "<= 1.5", h["growth_last_vs_first"] <= 1.5)
@@ -105,6 +109,8 @@ def table(r: dict) -> str:
         lines.append(f"{'texts':<18}{'mean chars':>12}{'subs/s':>12}{'us/sub':>10}")
         rows = list(sc["throughput"].items())
         rows += [(f"{k} (pure Python)", t) for k, t in sc.get("python_throughput", {}).items()]
+        rows += [(f"{k} (v2 features)", t)
+                 for k, t in sc.get("features_throughput", {}).items()]
         for kind, t in rows:
             lines.append(f"{kind:<18}{_fmt(t['mean_chars']):>12}{_fmt(t['per_s']):>12}"
                          f"{_fmt(t['us_per_submission']):>10}")

@@ -8,6 +8,12 @@ process on the same texts, so the ratio is the figure to trust.
   over many users (one core, no Beam), with the compiled loop
   (models/_fastscore.c) when it is built, and beside it the pure-Python path
   on the mixed texts (the two give identical results);
+* the same throughput for a model with every tokenizer version 2 feature
+  (``features_throughput``): the model's words, their negated forms and
+  every lexicon pseudo-term, plain and negated, all in the vocabulary, so
+  negation scopes and every lexicon entry are matched (the most the
+  feature scanner can have to do; see :func:`feature_model`); skipped when
+  the model already has them;
 * cost by history: the time of one more writing for users who have already
   written 10, 100, 500 or 1000 writings, for the incremental scorer and for
   the paper's method (accumulated count vector -> scikit-learn tf-idf
@@ -24,6 +30,10 @@ import numpy as np
 from bench import corpus
 from models.portable import PortableModel
 from models.scorer import IncrementalScorer, UserState
+from models.tokenize import LEXICON_GROUPS, NEGATED_PREFIX, Tokenizer, load_lexicon
+
+#: The feature settings benchmarked: every lexicon group and a 3-word negation scope.
+FEATURES = Tokenizer(version=2, negation_window=3, lexicons=LEXICON_GROUPS)
 
 HISTORIES = (10, 100, 500, 1000)
 
@@ -54,6 +64,24 @@ def throughput(scorer: IncrementalScorer, texts: list[str], n_users: int = 1000,
         "per_s": round(len(texts) / best),
         "us_per_submission": round(best / len(texts) * 1e6, 2),
     }
+
+
+def feature_model(model: PortableModel, tokenizer: Tokenizer = FEATURES) -> PortableModel:
+    """``model``'s words plus every feature term of ``tokenizer``, weighted at random.
+
+    Each word also in its negated form, each lexicon pseudo-term plain and
+    negated: nothing the feature scanner finds is pruned away. Weights are
+    seeded random numbers (the cost of scoring does not depend on them).
+    """
+    lex = load_lexicon(tokenizer.lexicons)
+    pseudo = {t for hits in lex.phrases.values() for t, _ in hits}
+    words = [w for w in model.vocabulary if not w.startswith(NEGATED_PREFIX)]
+    vocab = sorted(set(model.vocabulary) | {NEGATED_PREFIX + w for w in words} | pseudo
+                   | {NEGATED_PREFIX + t for t in pseudo})
+    rng = np.random.default_rng(13)
+    return PortableModel(name="bench-features", vocabulary=tuple(vocab),
+                         idf=rng.uniform(1.0, 8.0, len(vocab)), coef=rng.normal(0, 1, len(vocab)),
+                         intercept=-1.0, sublinear_tf=model.sublinear_tf, tokenizer=tokenizer)
 
 
 class PaperScorer:
@@ -146,6 +174,11 @@ def run(quick: bool = False, model: PortableModel | None = None) -> dict:
         python = IncrementalScorer(model, compiled=False)
         out["python_throughput"] = {"mix": throughput(python, corpus.texts("mix", n),
                                                       repeat=1 if quick else 3)}
+    if not (model.tokenizer.negation_window and model.tokenizer.lexicons):
+        featured = IncrementalScorer(feature_model(model))
+        out["features_throughput"] = {
+            kind: throughput(featured, corpus.texts(kind, n), repeat=1 if quick else 3)
+            for kind in corpus.KINDS}
     histories = (10, 100) if quick else HISTORIES
     for kind in ("comments", "posts"):
         out["by_history"][kind] = cost_by_history(

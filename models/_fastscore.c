@@ -20,6 +20,17 @@
  * Text with URLs, or non-ASCII text, is normalised by the tokenizer in Python
  * first (URL removal, Unicode lower-casing), then scanned here.
  *
+ * Tokenizer version 2 features (negation scope, lexicon pseudo-terms; see
+ * models/tokenize.py) run here too when the Vocab is given them: the table
+ * then also holds "extra" keys (negation cues, scope enders, lexicon entries
+ * joined by one space, and the proper suffixes of multi-word entries) with
+ * flags, the id of their negated term ("neg:KEY") and, for entries, the
+ * (term id, negated term id) pairs they count for. Per word: one lookup;
+ * then lexicon entries ending at the word: matching extends backwards one
+ * word at a time only while the words so far are a suffix of some entry and
+ * the word before may precede them in one (a bit set of adjacent word
+ * pairs), and emits hits shortest first, as the Python path does.
+ *
  * Built as an optional extension: if it cannot be compiled, the scorer falls
  * back to the Python path, which gives the same numbers, only slower.
  */
@@ -32,6 +43,13 @@
 
 #define LOG_TABLE 4096 /* must equal len(models.scorer._LOG_TF) */
 #define MAX_TERM_BYTES 1024 /* max_len is capped so that max_len * 4 fits */
+#define MAX_PHRASE 8 /* must equal models.tokenize.MAX_PHRASE_WORDS */
+
+/* Flags of a key of the table (version 2 features). */
+#define F_CUE 1     /* a negation cue */
+#define F_ENDER 2   /* a word that ends a negation scope */
+#define F_SUFFIX 4  /* a proper suffix of a multi-word lexicon entry */
+#define F_HIT 8     /* a lexicon entry: hits to count */
 
 static double LOG_TF[LOG_TABLE];
 static double LOG_TF_SQ[LOG_TABLE];
@@ -41,23 +59,69 @@ static inline double log_tf(long c) { return c ? 1.0 + log((double)c) : 0.0; }
 /* ASCII letters and digits (apostrophes are handled apart), and lower-casing. */
 static unsigned char IS_ALNUM[128];
 static unsigned char LOWER[128];
+/* Clause boundaries (models.tokenize.CLAUSE_BOUNDARIES), ASCII part. */
+static unsigned char IS_BOUND[128];
+static const char ASCII_BOUNDARIES[] = ".,;:!?()[]{}\"\n";
+
+static inline int is_bound(Py_UCS4 ch)
+{
+    if (ch < 128)
+        return IS_BOUND[ch];
+    return ch == 0x2026 || ch == 0x2013 || ch == 0x2014 || ch == 0x201C || ch == 0x201D;
+}
+
+/* A slot of the table: 8 bytes, so a probe touches one cache line. The tag
+ * (high half of the key's hash) rules out almost every non-match before the
+ * key's bytes are read. */
+typedef struct {
+    uint32_t tag;
+    int32_t key;          /* -1: empty */
+} Slot;
+
+typedef struct {
+    uint32_t off;
+    uint32_t len;
+} KeyRef;
 
 typedef struct {
     PyObject_HEAD
-    Py_ssize_t n_terms;
+    Py_ssize_t n_terms;   /* keys 0 .. n_terms - 1 are the vocabulary's terms */
+    Py_ssize_t n_keys;    /* and n_terms .. n_keys - 1 extra keys (features) */
     uint64_t mask;        /* table size - 1 (a power of two) */
-    int32_t *slot_id;     /* term id per slot, -1 if empty */
-    uint64_t *slot_hash;
-    const char **term;    /* term bytes per id (into blob) */
-    int32_t *term_len;
+    Slot *slots;          /* open addressing, linear probing */
+    KeyRef *keys;         /* where each key's bytes are in blob */
     char *blob;
-    double *w;            /* coef * idf per id */
-    double *q;            /* idf ** 2 per id */
-    PyObject **ids;       /* a Python int per id, made once */
+    double *w;            /* coef * idf per term id */
+    double *q;            /* idf ** 2 per term id */
+    PyObject **ids;       /* a Python int per term id, made once */
     int32_t url_id;       /* id of the URL token, -1 if not in the vocabulary */
     int max_len;          /* longest term the tokenizer keeps */
     int sublinear;
+    /* version 2 features */
+    int featureful;       /* negation or lexicons on: the feature scanner */
+    int neg_window;       /* words in a negation's scope (0: no negation) */
+    int has_lex;          /* lexicon entries to match */
+    unsigned char *flags; /* F_* per key */
+    int32_t *hit_off;     /* per key: first of its hits in hits[] */
+    int32_t *hit_n;       /* per key: number of hits */
+    int32_t *hits;        /* (term id, negated term id) pairs; -1 if not a term */
+    int32_t *neg_of;      /* per key: term id of "neg:KEY", -1 if none */
+    uint64_t *pairs;      /* bit set: (key, next key) adjacent in some lexicon entry */
+    uint64_t pair_mask;   /* bits - 1 */
 } Vocab;
+
+/* Bit of the pair (a, b) of keys in the adjacency bit set. */
+static inline uint64_t pair_bit(const Vocab *v, int32_t a, int32_t b)
+{
+    uint64_t x = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) * 0x9E3779B97F4A7C15ULL;
+    return (x >> 29) & v->pair_mask;
+}
+
+static inline int pair_maybe(const Vocab *v, int32_t a, int32_t b)
+{
+    uint64_t bit = pair_bit(v, a, b);
+    return (int)(v->pairs[bit >> 6] >> (bit & 63) & 1);
+}
 
 static inline uint64_t fnv1a(const unsigned char *s, Py_ssize_t n)
 {
@@ -69,16 +133,41 @@ static inline uint64_t fnv1a(const unsigned char *s, Py_ssize_t n)
     return h;
 }
 
+/* memcmp(a, b, n) == 0 for the short keys of a vocabulary, without a call. */
+static inline int same_bytes(const char *a, const unsigned char *b, Py_ssize_t n)
+{
+    while (n >= 8) {
+        uint64_t x, y;
+        memcpy(&x, a, 8);
+        memcpy(&y, b, 8);
+        if (x != y)
+            return 0;
+        a += 8;
+        b += 8;
+        n -= 8;
+    }
+    while (n > 0) {
+        if ((unsigned char)*a++ != *b++)
+            return 0;
+        n--;
+    }
+    return 1;
+}
+
 static int32_t vocab_find(const Vocab *v, const unsigned char *s, Py_ssize_t n)
 {
     uint64_t h = fnv1a(s, n);
+    uint32_t tag = (uint32_t)(h >> 32);
     uint64_t i = h & v->mask;
     for (;;) {
-        int32_t id = v->slot_id[i];
-        if (id < 0)
+        Slot slot = v->slots[i];
+        if (slot.key < 0)
             return -1;
-        if (v->slot_hash[i] == h && v->term_len[id] == n && memcmp(v->term[id], s, n) == 0)
-            return id;
+        if (slot.tag == tag) {
+            KeyRef r = v->keys[slot.key];
+            if (r.len == (uint32_t)n && same_bytes(v->blob + r.off, s, n))
+                return slot.key;
+        }
         i = (i + 1) & v->mask;
     }
 }
@@ -90,45 +179,76 @@ static void Vocab_dealloc(Vocab *v)
             Py_XDECREF(v->ids[i]);
     }
     PyMem_Free(v->ids);
-    PyMem_Free(v->slot_id);
-    PyMem_Free(v->slot_hash);
-    PyMem_Free(v->term);
-    PyMem_Free(v->term_len);
+    PyMem_Free(v->slots);
+    PyMem_Free(v->keys);
     PyMem_Free(v->blob);
     PyMem_Free(v->w);
     PyMem_Free(v->q);
+    PyMem_Free(v->flags);
+    PyMem_Free(v->hit_off);
+    PyMem_Free(v->hit_n);
+    PyMem_Free(v->hits);
+    PyMem_Free(v->neg_of);
+    PyMem_Free(v->pairs);
     Py_TYPE(v)->tp_free((PyObject *)v);
 }
 
-/* Vocab(terms, w, q, url_term, max_len, sublinear): terms is a list whose item
- * i is the UTF-8 (surrogatepass) bytes of term i; w and q are lists of floats
- * of the same length. */
+/* Insert key bytes [pos, pos + len) as key k (which must not be present). */
+static void table_insert(Vocab *v, int32_t k, const char *pos, Py_ssize_t len)
+{
+    v->keys[k].off = (uint32_t)(pos - v->blob);
+    v->keys[k].len = (uint32_t)len;
+    uint64_t h = fnv1a((const unsigned char *)pos, len);
+    uint64_t s = h & v->mask;
+    while (v->slots[s].key >= 0)
+        s = (s + 1) & v->mask;
+    v->slots[s].key = k;
+    v->slots[s].tag = (uint32_t)(h >> 32);
+}
+
+/* Vocab(terms, w, q, url_term, max_len, sublinear, negation_window=0, extra=None,
+ *       pairs=None):
+ * terms is a list whose item i is the UTF-8 (surrogatepass) bytes of term i;
+ * w and q are lists of floats of the same length. extra (tokenizer version 2
+ * features) is a list of (key: bytes, flags: int, hits: list of int,
+ * negated: int) where hits holds (term id, negated term id) pairs, flat, and
+ * negated is the term id of "neg:KEY" (-1 if none); a key may repeat a term
+ * (its flags and hits are then the term's). pairs lists (key, next key)
+ * byte pairs adjacent in some lexicon entry (both must be keys): phrase
+ * matching extends backwards over a word only if the pair may be one. */
 static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
 {
-    PyObject *terms, *w, *q;
+    PyObject *terms, *w, *q, *extra = NULL, *pairs = NULL;
     const char *url;
     Py_ssize_t url_len;
-    int max_len, sublinear;
-    static char *kwlist[] = {"terms", "w", "q", "url_term", "max_len", "sublinear", NULL};
+    int max_len, sublinear, neg_window = 0;
+    static char *kwlist[] = {"terms", "w", "q", "url_term", "max_len", "sublinear",
+                             "negation_window", "extra", "pairs", NULL};
 
-    if (v->n_terms) {
+    if (v->n_terms || v->slots) {
         PyErr_SetString(PyExc_RuntimeError, "Vocab is already initialised");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!y#ip", kwlist, &PyList_Type, &terms,
-                                     &PyList_Type, &w, &PyList_Type, &q, &url, &url_len,
-                                     &max_len, &sublinear))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!O!y#ip|iO!O!", kwlist, &PyList_Type,
+                                     &terms, &PyList_Type, &w, &PyList_Type, &q, &url, &url_len,
+                                     &max_len, &sublinear, &neg_window, &PyList_Type, &extra,
+                                     &PyList_Type, &pairs))
         return -1;
     Py_ssize_t n = PyList_GET_SIZE(terms);
+    Py_ssize_t n_extra = extra ? PyList_GET_SIZE(extra) : 0;
     if (PyList_GET_SIZE(w) != n || PyList_GET_SIZE(q) != n) {
         PyErr_SetString(PyExc_ValueError, "terms, w and q must have the same length");
         return -1;
     }
-    if (n >= INT32_MAX / 4) {
+    if (n + n_extra >= INT32_MAX / 4) {
         PyErr_SetString(PyExc_ValueError, "vocabulary too large");
         return -1;
     }
-    Py_ssize_t blob_size = 0;
+    if (neg_window < 0) {
+        PyErr_SetString(PyExc_ValueError, "negation_window must be >= 0");
+        return -1;
+    }
+    Py_ssize_t blob_size = 0, n_hits = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *t = PyList_GET_ITEM(terms, i);
         if (!PyBytes_Check(t)) {
@@ -137,25 +257,59 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
         }
         blob_size += PyBytes_GET_SIZE(t);
     }
+    for (Py_ssize_t i = 0; i < n_extra; i++) {
+        PyObject *e = PyList_GET_ITEM(extra, i);
+        if (!PyTuple_Check(e) || PyTuple_GET_SIZE(e) != 4
+            || !PyBytes_Check(PyTuple_GET_ITEM(e, 0)) || !PyLong_Check(PyTuple_GET_ITEM(e, 1))
+            || !PyList_Check(PyTuple_GET_ITEM(e, 2))
+            || PyList_GET_SIZE(PyTuple_GET_ITEM(e, 2)) % 2
+            || !PyLong_Check(PyTuple_GET_ITEM(e, 3))) {
+            PyErr_SetString(PyExc_TypeError, "extra items must be (key: bytes, flags: int, "
+                                             "hits: list of pairs, negated: int)");
+            return -1;
+        }
+        blob_size += PyBytes_GET_SIZE(PyTuple_GET_ITEM(e, 0));
+        n_hits += PyList_GET_SIZE(PyTuple_GET_ITEM(e, 2));
+    }
+    if (blob_size >= (Py_ssize_t)UINT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "vocabulary too large");
+        return -1;
+    }
+    Py_ssize_t n_cap = n + n_extra;
     uint64_t cap = 16;
-    while (cap < (uint64_t)n * 2 + 1)
+    while (cap < (uint64_t)n_cap * 2 + 1)
         cap <<= 1;
     v->mask = cap - 1;
-    v->slot_id = PyMem_Malloc(cap * sizeof(int32_t));
-    v->slot_hash = PyMem_Malloc(cap * sizeof(uint64_t));
-    v->term = PyMem_Calloc(n ? n : 1, sizeof(char *));
-    v->term_len = PyMem_Calloc(n ? n : 1, sizeof(int32_t));
+    v->slots = PyMem_Malloc(cap * sizeof(Slot));
+    v->keys = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(KeyRef));
     v->blob = PyMem_Malloc(blob_size ? blob_size : 1);
     v->w = PyMem_Malloc((n ? n : 1) * sizeof(double));
     v->q = PyMem_Malloc((n ? n : 1) * sizeof(double));
     v->ids = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
-    if (!v->slot_id || !v->slot_hash || !v->term || !v->term_len || !v->blob || !v->w
-        || !v->q || !v->ids) {
+    v->flags = PyMem_Calloc(n_cap ? n_cap : 1, 1);
+    v->hit_off = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
+    v->hit_n = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(int32_t));
+    v->hits = PyMem_Malloc((n_hits ? n_hits : 1) * sizeof(int32_t));
+    v->neg_of = PyMem_Malloc((n_cap ? n_cap : 1) * sizeof(int32_t));
+    Py_ssize_t n_pairs = pairs ? PyList_GET_SIZE(pairs) : 0;
+    uint64_t pair_bits = 1 << 12;
+    while (pair_bits < (uint64_t)n_pairs * 16)
+        pair_bits <<= 1;
+    v->pair_mask = pair_bits - 1;
+    v->pairs = PyMem_Calloc(pair_bits / 64, sizeof(uint64_t));
+    if (!v->slots || !v->keys || !v->blob || !v->w || !v->q || !v->ids || !v->flags
+        || !v->hit_off || !v->hit_n || !v->hits || !v->neg_of || !v->pairs) {
         PyErr_NoMemory();
         return -1;
     }
+    for (uint64_t i = 0; i < cap; i++) {
+        v->slots[i].tag = 0;
+        v->slots[i].key = -1;
+    }
+    for (Py_ssize_t i = 0; i < n_cap; i++)
+        v->neg_of[i] = -1;
     v->n_terms = n;
-    memset(v->slot_id, 0xff, cap * sizeof(int32_t));
+    v->n_keys = 0;
     char *pos = v->blob;
     for (Py_ssize_t i = 0; i < n; i++) {
         v->w[i] = PyFloat_AsDouble(PyList_GET_ITEM(w, i));
@@ -172,17 +326,77 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
             PyErr_SetString(PyExc_ValueError, "duplicate term in vocabulary");
             return -1;
         }
-        v->term[i] = pos;
-        v->term_len[i] = (int32_t)len;
-        uint64_t h = fnv1a((const unsigned char *)pos, len);
-        uint64_t s = h & v->mask;
-        while (v->slot_id[s] >= 0)
-            s = (s + 1) & v->mask;
-        v->slot_id[s] = (int32_t)i;
-        v->slot_hash[s] = h;
+        table_insert(v, (int32_t)i, pos, len);
+        v->n_keys++;
         pos += len;
     }
+    Py_ssize_t hit_pos = 0;
+    for (Py_ssize_t i = 0; i < n_extra; i++) {
+        PyObject *e = PyList_GET_ITEM(extra, i);
+        PyObject *key = PyTuple_GET_ITEM(e, 0), *hl = PyTuple_GET_ITEM(e, 2);
+        long fl = PyLong_AsLong(PyTuple_GET_ITEM(e, 1));
+        if (fl == -1 && PyErr_Occurred())
+            return -1;
+        Py_ssize_t len = PyBytes_GET_SIZE(key);
+        int32_t k = vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(key), len);
+        if (k < 0) {
+            memcpy(pos, PyBytes_AS_STRING(key), len);
+            k = (int32_t)v->n_keys++;
+            table_insert(v, k, pos, len);
+            pos += len;
+        } else if (k >= n || v->hit_n[k]) {
+            PyErr_SetString(PyExc_ValueError, "duplicate extra key");
+            return -1;
+        }
+        v->flags[k] = (unsigned char)fl;
+        long neg = PyLong_AsLong(PyTuple_GET_ITEM(e, 3));
+        if (neg == -1 && PyErr_Occurred())
+            return -1;
+        if (neg < -1 || neg >= n) {
+            PyErr_SetString(PyExc_ValueError, "negated term id out of range");
+            return -1;
+        }
+        v->neg_of[k] = (int32_t)neg;
+        Py_ssize_t nh = PyList_GET_SIZE(hl);
+        v->hit_off[k] = (int32_t)hit_pos;
+        v->hit_n[k] = (int32_t)(nh / 2);
+        for (Py_ssize_t j = 0; j < nh; j++) {
+            long id = PyLong_AsLong(PyList_GET_ITEM(hl, j));
+            if (id == -1 && PyErr_Occurred())
+                return -1;
+            if (id < -1 || id >= n) {
+                PyErr_SetString(PyExc_ValueError, "hit term id out of range");
+                return -1;
+            }
+            v->hits[hit_pos++] = (int32_t)id;
+        }
+        if (nh)
+            v->flags[k] |= F_HIT;
+        if (v->flags[k] & (F_SUFFIX | F_HIT))
+            v->has_lex = 1;
+    }
+    for (Py_ssize_t i = 0; i < n_pairs; i++) {
+        PyObject *pr = PyList_GET_ITEM(pairs, i);
+        if (!PyTuple_Check(pr) || PyTuple_GET_SIZE(pr) != 2 || !PyBytes_Check(PyTuple_GET_ITEM(pr, 0))
+            || !PyBytes_Check(PyTuple_GET_ITEM(pr, 1))) {
+            PyErr_SetString(PyExc_TypeError, "pairs items must be (bytes, bytes)");
+            return -1;
+        }
+        PyObject *a = PyTuple_GET_ITEM(pr, 0), *b = PyTuple_GET_ITEM(pr, 1);
+        int32_t ka = vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(a), PyBytes_GET_SIZE(a));
+        int32_t kb = vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
+        if (ka < 0 || kb < 0) {
+            PyErr_SetString(PyExc_ValueError, "both words of a pair must be keys");
+            return -1;
+        }
+        uint64_t bit = pair_bit(v, ka, kb);
+        v->pairs[bit >> 6] |= 1ULL << (bit & 63);
+    }
+    v->neg_window = neg_window;
+    v->featureful = neg_window > 0 || v->has_lex;
     v->url_id = vocab_find(v, (const unsigned char *)url, url_len);
+    if (v->url_id >= n)
+        v->url_id = -1;
     if (max_len < 0 || max_len > MAX_TERM_BYTES / 4) {
         PyErr_SetString(PyExc_ValueError, "max_len out of range");
         return -1;
@@ -310,6 +524,168 @@ static inline int utf8_put(unsigned char *out, Py_UCS4 ch)
     return 4;
 }
 
+/* The current clause, for negation scope and lexicon phrases (version 2). */
+#define KEY_CAP (MAX_PHRASE * (MAX_TERM_BYTES + 1))
+typedef struct {
+    int scope;          /* words left in the current negation's scope */
+    int n_clause;       /* words of the clause so far, at most MAX_PHRASE */
+    int head;           /* ring slot of the next word */
+    int wlen[MAX_PHRASE];
+    int32_t wkey[MAX_PHRASE];   /* the word's key, -1 if it has none */
+    unsigned char wscoped[MAX_PHRASE];
+    unsigned char wbuf[MAX_PHRASE][MAX_TERM_BYTES];
+    unsigned char key[KEY_CAP];
+} Clause;
+
+static inline void clause_end(Clause *cl)
+{
+    cl->scope = 0;
+    cl->n_clause = 0;
+}
+
+/* One word (lower-cased UTF-8 at term[0..len)): count its term and the lexicon entries ending at it,
+ * as models.tokenize.Tokenizer._features does. */
+static void feature_word(const Vocab *v, Clause *cl, Bag *bag, const unsigned char *term,
+                         Py_ssize_t len)
+{
+    int32_t k = vocab_find(v, term, len);
+    unsigned char fl = k >= 0 ? v->flags[k] : 0;
+    int in_scope = 0;
+    if (v->neg_window) {
+        if ((fl & F_CUE)
+            || (len >= 3 && term[len - 3] == 'n' && term[len - 2] == '\'' && term[len - 1] == 't'))
+            cl->scope = v->neg_window;
+        else if (fl & F_ENDER)
+            cl->scope = 0;
+        else if (cl->scope) {
+            cl->scope--;
+            in_scope = 1;
+        }
+    }
+    if (in_scope) {
+        /* "neg:WORD": every WORD with a negated term is a key (see extra). */
+        int32_t nk = k >= 0 ? v->neg_of[k] : -1;
+        if (nk >= 0)
+            bag_add(bag, nk, 1);
+    } else if (k >= 0 && k < v->n_terms) {
+        bag_add(bag, k, 1);
+    }
+    if (!v->has_lex)
+        return;
+    int slot = cl->head;
+    memcpy(cl->wbuf[slot], term, len);
+    cl->wlen[slot] = (int)len;
+    cl->wkey[slot] = k;
+    cl->wscoped[slot] = (unsigned char)in_scope;
+    cl->head = (slot + 1) % MAX_PHRASE;
+    if (cl->n_clause < MAX_PHRASE)
+        cl->n_clause++;
+    /* Entries ending at this word, shortest first: extend backwards while the
+     * words so far are a suffix of some entry (and the word before may
+     * precede the first of them in an entry). */
+    Py_ssize_t kpos = KEY_CAP;
+    int n_words = 1, s = slot;
+    for (;;) {
+        if (fl & F_HIT) {
+            const int32_t *h = v->hits + v->hit_off[k];
+            int neg = cl->wscoped[s];
+            for (int32_t t = 0; t < v->hit_n[k]; t++) {
+                int32_t id = h[2 * t + neg];
+                if (id >= 0)
+                    bag_add(bag, id, 1);
+            }
+        }
+        if (!(fl & F_SUFFIX) || n_words >= cl->n_clause)
+            break;
+        int p = (s + MAX_PHRASE - 1) % MAX_PHRASE;
+        if (cl->wkey[p] < 0 || !pair_maybe(v, cl->wkey[p], cl->wkey[s]))
+            break;
+        if (kpos == KEY_CAP) {
+            kpos -= len;
+            memcpy(cl->key + kpos, term, len);
+        }
+        s = p;
+        kpos -= cl->wlen[s] + 1;
+        memcpy(cl->key + kpos, cl->wbuf[s], cl->wlen[s]);
+        cl->key[kpos + cl->wlen[s]] = ' ';
+        n_words++;
+        k = vocab_find(v, cl->key + kpos, KEY_CAP - kpos);
+        fl = k >= 0 ? v->flags[k] : 0;
+    }
+}
+
+/* The feature scanner's pass over a text: the same word splitting as the
+ * plain loops of Vocab_update, plus clause boundaries. */
+static void feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
+{
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Clause cl;
+    cl.scope = 0;
+    cl.n_clause = 0;
+    cl.head = 0;
+    unsigned char term[MAX_TERM_BYTES];
+    Py_ssize_t i = 0;
+    if (ascii) {
+        const unsigned char *s = (const unsigned char *)data;
+        while (i < n) {
+            while (i < n && !IS_ALNUM[s[i]]) {
+                if (IS_BOUND[s[i]])
+                    clause_end(&cl);
+                i++;
+            }
+            if (i >= n)
+                break;
+            Py_ssize_t start = i;
+            for (;;) {
+                while (i < n && IS_ALNUM[s[i]])
+                    i++;
+                if (i + 1 < n && s[i] == '\'' && IS_ALNUM[s[i + 1]]) {
+                    i++;
+                    continue;
+                }
+                break;
+            }
+            Py_ssize_t len = i - start;
+            if (len <= v->max_len) {
+                for (Py_ssize_t k = 0; k < len; k++)
+                    term[k] = LOWER[s[start + k]];
+                feature_word(v, &cl, bag, term, len);
+            }
+        }
+        return;
+    }
+    while (i < n) {
+        Py_UCS4 ch;
+        while (i < n && !is_alnum(ch = PyUnicode_READ(kind, data, i))) {
+            if (is_bound(ch))
+                clause_end(&cl);
+            i++;
+        }
+        if (i >= n)
+            break;
+        Py_ssize_t start = i;
+        for (;;) {
+            while (i < n && is_alnum(PyUnicode_READ(kind, data, i)))
+                i++;
+            if (i + 1 < n && PyUnicode_READ(kind, data, i) == '\''
+                && is_alnum(PyUnicode_READ(kind, data, i + 1))) {
+                i++;
+                continue;
+            }
+            break;
+        }
+        Py_ssize_t len = i - start;
+        if (len <= v->max_len) {
+            int nbytes = 0;
+            for (Py_ssize_t k = start; k < i; k++)
+                nbytes += utf8_put(term + nbytes, PyUnicode_READ(kind, data, k));
+            feature_word(v, &cl, bag, term, nbytes);
+        }
+    }
+}
+
 /* Vocab.update(text, n_urls, counts, u1, u2) -> (t1, t2, u1, u2), or None
  *
  * text: a writing (str). With n_urls >= 0 it has been through
@@ -357,7 +733,9 @@ static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     unsigned char term[MAX_TERM_BYTES];
 
-    if (ascii) {
+    if (v->featureful) {
+        feature_scan(v, &bag, text, ascii);
+    } else if (ascii) {
         const unsigned char *s = (const unsigned char *)data;
         Py_ssize_t i = 0;
         while (i < n) {
@@ -384,7 +762,7 @@ static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
                 for (Py_ssize_t k = 0; k < len; k++)
                     term[k] = LOWER[s[start + k]];
                 int32_t id = vocab_find(v, term, len);
-                if (id >= 0)
+                if (id >= 0 && id < v->n_terms)
                     bag_add(&bag, id, 1);
             }
         }
@@ -413,7 +791,7 @@ static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
                 for (Py_ssize_t k = start; k < i; k++)
                     nbytes += utf8_put(term + nbytes, PyUnicode_READ(kind, data, k));
                 int32_t id = vocab_find(v, term, nbytes);
-                if (id >= 0)
+                if (id >= 0 && id < v->n_terms)
                     bag_add(&bag, id, 1);
             }
         }
@@ -479,8 +857,9 @@ static PyObject *Vocab_lookup(Vocab *v, PyObject *arg)
         PyErr_SetString(PyExc_TypeError, "lookup(term: bytes)");
         return NULL;
     }
-    return PyLong_FromLong(vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(arg),
-                                      PyBytes_GET_SIZE(arg)));
+    int32_t k = vocab_find(v, (const unsigned char *)PyBytes_AS_STRING(arg),
+                           PyBytes_GET_SIZE(arg));
+    return PyLong_FromLong(k < v->n_terms ? k : -1);
 }
 
 static PyMethodDef Vocab_methods[] = {
@@ -521,6 +900,8 @@ PyMODINIT_FUNC PyInit__fastscore(void)
         IS_ALNUM[c] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
         LOWER[c] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : (unsigned char)c;
     }
+    for (const char *b = ASCII_BOUNDARIES; *b; b++)
+        IS_BOUND[(unsigned char)*b] = 1;
     if (PyType_Ready(&VocabType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&fastscore_module);
@@ -532,7 +913,8 @@ PyMODINIT_FUNC PyInit__fastscore(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (PyModule_AddIntConstant(m, "LOG_TABLE", LOG_TABLE) < 0) {
+    if (PyModule_AddIntConstant(m, "LOG_TABLE", LOG_TABLE) < 0
+        || PyModule_AddIntConstant(m, "MAX_PHRASE", MAX_PHRASE) < 0) {
         Py_DECREF(m);
         return NULL;
     }

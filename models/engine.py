@@ -13,7 +13,9 @@ yields ``(output, record)`` pairs:
   dedupe window), which changes no count and no probability;
 * ``("scores", ScoreRecord)`` for every new writing;
 * ``("writings", WritingRecord)`` with its text, unless ``store_text`` is off;
-* ``("alerts", AlertRecord)`` when the decision policy fires.
+* ``("alerts", AlertRecord)`` when the decision policy fires, with the
+  user's top terms and the triggering writing's explanation
+  (:func:`models.explain.alert_explanation`).
 
 The caller owns the state's storage: it passes the user's
 :class:`~models.scorer.UserState` (a fresh one for a new user), which is
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from models.deadletters import dead_letter
+from models.explain import alert_explanation
 from models.policy import IncrementalPolicy, band_index
 from models.records import AlertRecord, ScoreRecord, Submission, WritingRecord, priority_band
 from models.scorer import DEFAULT_DEDUPE_WINDOW, IncrementalScorer, UserState
@@ -118,6 +121,7 @@ class UserProcessor:
                     "dedupe", "duplicate", f"submission {sub.id} already scored for this user",
                     sub.source, raw)
                 continue
+            s1, s2 = state.s1, state.s2  # the user before this writing, for its explanation
             scored = scorer.update(state, sub.text, sub.created_utc)
             res.scored += 1
             yield SCORES, ScoreRecord(
@@ -155,4 +159,7 @@ class UserProcessor:
                     top_terms=json.dumps(scorer.top_terms(state, self.top_n)),
                     model_version=version,
                     alert_seq=state.alerts,
+                    explanation=json.dumps(alert_explanation(
+                        scorer.model, sub.text, sub.id, scorer.logit(s1, s2),
+                        scorer.logit(state.s1, state.s2), self.top_n), ensure_ascii=False),
                 )

@@ -164,3 +164,38 @@ def writing_moves(p_users: Sequence[float], intercept: float = 0.0) -> list[floa
         moves.append(z - prev)
         prev = z
     return moves
+
+
+#: Version of the alert explanation JSON (docs/MODEL.md, "Explanations").
+EXPLANATION_FORMAT = 1
+
+
+def _contribution_json(c: TermContribution) -> dict:
+    return {"term": c.term, "feature": c.feature, "count": c.count,
+            "logit": round(c.logit, 6), "negated": c.negated}
+
+
+def alert_explanation(model: PortableModel, text: str, submission_id: str,
+                      user_logit_before: float, user_logit_after: float,
+                      top: int = 8) -> dict:
+    """What an alert stores to explain itself (``alerts.explanation``, as JSON).
+
+    The triggering writing's own score and its ``top`` up and down terms, and
+    how much that writing moved the user's logit (``user_move``: the user's
+    logit after it minus before it; before a user's first writing the logit
+    is the intercept). All weights are logit contributions.
+    """
+    ex = explain_text(model, text, top)
+    return {
+        "format": EXPLANATION_FORMAT,
+        "unit": "logit",
+        "intercept": round(ex.intercept, 6),
+        "writing": {
+            "submission_id": submission_id,
+            "p_text": round(ex.p_text, 6),
+            "logit": round(ex.logit, 6),
+            "user_move": round(user_logit_after - user_logit_before, 6),
+            "up": [_contribution_json(c) for c in ex.up],
+            "down": [_contribution_json(c) for c in ex.down],
+        },
+    }

@@ -76,6 +76,7 @@ class AlertRecord:
     top_terms: str
     model_version: str
     alert_seq: int
+    explanation: str | None = None  # JSON, docs/MODEL.md "Explanations"; None before it existed
 
 
 @dataclass(frozen=True)
@@ -174,10 +175,14 @@ ALERTS = Table(
         ("threshold", "FLOAT64", "the policy's threshold"),
         ("priority", "STRING", "P0 (>0.9), P1 (>0.8), P2 (>0.7), P3 (>0.6) or P4"),
         ("policy", "STRING", "decision policy, e.g. incremental(0.5)"),
-        ("top_terms", "STRING", "terms that pushed the score up most, as JSON [[term, weight]]"),
+        ("top_terms", "STRING", "terms that pushed the user's score up most, as JSON "
+         "[[term, logit contribution]]"),
         ("model_version", "STRING", "model name and content hash"),
         ("alert_seq", "INT64", "1 for a user's first alert, 2 for an escalation, ..."),
-    ),
+    ) + (Column("explanation", "STRING",
+                "why, as JSON: logit contributions of the triggering writing's terms "
+                "(docs/MODEL.md, 'Explanations'); NULL in rows written before it existed",
+                nullable=True),),
 )
 
 DEAD_LETTERS = Table(

@@ -38,6 +38,13 @@ from typing import NamedTuple
 import numpy as np
 
 from models.portable import PortableModel, sigmoid
+from models.tokenize import (
+    MAX_PHRASE_WORDS,
+    NEGATED_PREFIX,
+    NEGATION_CUES,
+    SCOPE_ENDERS,
+    display_term,
+)
 
 try:
     from models import _fastscore
@@ -178,6 +185,65 @@ def _unpack_uints(data: bytes, pos: int) -> tuple[np.ndarray, int]:
     return arr, pos + n * width
 
 
+# Flags of the compiled scorer's extra keys (models/_fastscore.c).
+_F_CUE, _F_ENDER, _F_SUFFIX = 1, 2, 4
+
+
+def _feature_tables(model: PortableModel) -> tuple[list, list]:
+    """The tokenizer version 2 features, as the compiled scorer's extra keys and pairs.
+
+    Extra keys: negation cues and scope enders (flagged); every word X with a
+    negated term ``neg:X`` in the model (with that term's id); lexicon
+    entries (words joined by one space) with the (term id, negated term id)
+    pairs they count for, in the order the tokenizer emits them; the proper
+    suffixes of multi-word entries (flagged) and every word of them. Pairs:
+    the words adjacent in some multi-word entry. Entries that count for no
+    term of the model are left out, with their suffixes and pairs: they cannot
+    change a score.
+    """
+    tok = model.tokenizer
+    index = model.index
+    keys: dict[str, list] = {}  # key -> [flags, hits, negated term id]
+
+    def key(k: str) -> list:
+        got = keys.get(k)
+        if got is None:
+            got = keys[k] = [0, [], -1]
+        return got
+
+    if tok.negation_window:
+        for w in NEGATION_CUES:
+            key(w)[0] |= _F_CUE
+        for w in SCOPE_ENDERS:
+            key(w)[0] |= _F_ENDER
+        for t, i in index.items():
+            if t.startswith(NEGATED_PREFIX):
+                key(t[len(NEGATED_PREFIX):])[2] = i
+    pairs: set[tuple[str, str]] = set()
+    lex = tok.lexicon
+    if lex is not None:
+        for words, hits in lex.phrases.items():
+            ids: list[int] = []
+            for term, negatable in hits:
+                pos = index.get(term, -1)
+                neg = index.get(NEGATED_PREFIX + term, -1) if negatable else pos
+                if pos >= 0 or neg >= 0:
+                    ids += (pos, neg)
+            if not ids:
+                continue
+            key(" ".join(words))[1].extend(ids)
+            for k in range(1, len(words)):
+                key(" ".join(words[k:]))[0] |= _F_SUFFIX
+                key(words[k - 1])
+                pairs.add((words[k - 1], words[k]))
+
+    def enc(k: str) -> bytes:
+        return k.encode("utf-8", "surrogatepass")
+
+    extra = [(enc(k), f, h, n) for k, (f, h, n) in keys.items()]
+    return extra, [(enc(a), enc(b)) for a, b in sorted(pairs)]
+
+
 class Scored(NamedTuple):
     """The scorer's answer for one writing (a NamedTuple: cheap to build per writing)."""
 
@@ -220,12 +286,15 @@ class IncrementalScorer:
             raise RuntimeError("the compiled scorer (models._fastscore) is not built")
         self._fast = None
         if compiled:
-            if len(_LOG_TF) != _fastscore.LOG_TABLE:
+            if (len(_LOG_TF) != _fastscore.LOG_TABLE
+                    or getattr(_fastscore, "MAX_PHRASE", None) != MAX_PHRASE_WORDS):
                 raise RuntimeError("models._fastscore is stale: rebuild it (pip install -e .)")
             self._fast = _fastscore.Vocab(
                 [t.encode("utf-8", "surrogatepass") for t in model.vocabulary],
                 self._wi, self._idf2, model.tokenizer.url_token.encode("ascii"),
-                model.tokenizer.max_token_chars, self._sublinear)
+                model.tokenizer.max_token_chars, self._sublinear,
+                negation_window=model.tokenizer.negation_window,
+                **dict(zip(("extra", "pairs"), _feature_tables(model))))
 
     @property
     def compiled(self) -> bool:
@@ -251,6 +320,10 @@ class IncrementalScorer:
 
     def _logit(self, s1: float, s2: float) -> float:
         return self._intercept + (s1 / math.sqrt(s2) if s2 > 0.0 else 0.0)
+
+    def logit(self, s1: float, s2: float) -> float:
+        """The user's logit from their running sums (the intercept when empty)."""
+        return self._logit(s1, s2)
 
     def score_text(self, text: str) -> float:
         """Probability of one text on its own."""
@@ -333,7 +406,11 @@ class IncrementalScorer:
         return sigmoid(self._logit(state.s1, state.s2))
 
     def top_terms(self, state: UserState, n: int = 5) -> list[tuple[str, float]]:
-        """Terms that push the user's score up most: (term, coef * x_t)."""
+        """Terms that push the user's score up most: (display term, coef * x_t).
+
+        Negated terms display as "not WORD", lexicon pseudo-terms by their
+        category (models.tokenize.display_term).
+        """
         if state.s2 <= 0.0:
             return []
         norm = math.sqrt(state.s2)
@@ -344,4 +421,4 @@ class IncrementalScorer:
 
         contrib = [(wi[i] * tf(counts[i]) / norm, i) for i in self._positive if i in counts]
         contrib.sort(reverse=True)
-        return [(vocab[i], round(v, 6)) for v, i in contrib[:n]]
+        return [(display_term(vocab[i]), round(v, 6)) for v, i in contrib[:n]]

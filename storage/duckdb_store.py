@@ -47,8 +47,14 @@ def schema_sql() -> str:
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create missing tables; add nullable columns that a store created by an
+    earlier version lacks (e.g. ``alerts.explanation``)."""
     for t in TABLES.values():
         con.execute(table_ddl(t))
+        for c in t.columns:
+            if c.nullable:
+                con.execute(f"ALTER TABLE {t.name} ADD COLUMN IF NOT EXISTS "
+                            f"{c.name} {_DUCKDB_TYPES[c.type]}")
 
 
 _lock = threading.Lock()

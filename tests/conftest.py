@@ -10,6 +10,7 @@ import pytest
 
 from bench.services import scoped_env
 from models.portable import PortableModel
+from models.tokenize import LEXICON_GROUPS, NEGATED_PREFIX, Tokenizer, load_lexicon
 from tests import bqemulator
 
 REPO = Path(__file__).resolve().parent.parent
@@ -44,6 +45,32 @@ def random_model(seed: int, vocab_size: int = 300, sublinear: bool = False,
         coef=coef,
         intercept=float(rng.normal(0, 1)),
         sublinear_tf=sublinear,
+    )
+
+
+FEATURES = Tokenizer(version=2, negation_window=3, lexicons=LEXICON_GROUPS)
+
+
+def feature_model(seed: int, vocab_size: int = 300, sublinear: bool = False,
+                  tokenizer: Tokenizer = FEATURES) -> PortableModel:
+    """A dense random model with tokenizer version 2 features: words, their
+    negated forms and every lexicon pseudo-term (plain and negated)."""
+    base = random_model(seed, vocab_size, sublinear, density=0.7)
+    rng = np.random.default_rng(seed + 1000)
+    words = [w for w in base.vocabulary if rng.random() < 0.7]
+    pseudo = sorted({t for lex in [load_lexicon(tokenizer.lexicons)] if tokenizer.lexicons
+                     for hits in lex.phrases.values() for t, _ in hits})
+    extra = [NEGATED_PREFIX + w for w in base.vocabulary if rng.random() < 0.5]
+    vocab = tuple(sorted(set(words) | set(pseudo) | set(extra)
+                         | {NEGATED_PREFIX + t for t in pseudo}))
+    return PortableModel(
+        name=f"features-{seed}",
+        vocabulary=vocab,
+        idf=rng.uniform(1.0, 6.0, len(vocab)),
+        coef=rng.normal(0, 3, len(vocab)),
+        intercept=float(rng.normal(0, 1)),
+        sublinear_tf=sublinear,
+        tokenizer=tokenizer,
     )
 
 

@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from models import scorer as scorer_module
 from models.portable import PortableModel
 from models.scorer import PURE_PYTHON_ENV, IncrementalScorer, UserState
-from tests.conftest import REPO, random_model
-from tests.test_scorer import real_posts
+from models.tokenize import NEGATED_PREFIX, Tokenizer
+from tests.conftest import FEATURES, REPO, feature_model, random_model
+from tests.test_scorer import FEATURE_PIECES, feature_text, real_posts
 
 pytestmark = pytest.mark.skipif(scorer_module._fastscore is None,
                                 reason="models._fastscore is not built (no C compiler?)")
@@ -45,11 +46,29 @@ def unicode_model(sublinear: bool) -> PortableModel:
                          intercept=-0.3, sublinear_tf=sublinear)
 
 
+def unicode_feature_model(sublinear: bool) -> PortableModel:
+    """unicode_model's words with tokenizer version 2 features on top."""
+    base = unicode_model(sublinear)
+    feat = feature_model(6, sublinear=sublinear)
+    vocab = tuple(sorted(set(base.vocabulary) | set(feat.vocabulary)
+                         | {NEGATED_PREFIX + t for t in UNICODE_TERMS}))
+    rng = np.random.default_rng(11)
+    return PortableModel(name="unicode-features", vocabulary=vocab,
+                         idf=rng.uniform(1.0, 6.0, len(vocab)), coef=rng.normal(0, 2, len(vocab)),
+                         intercept=0.2, sublinear_tf=sublinear, tokenizer=FEATURES)
+
+
 MODELS = {
     "bundled": PortableModel.load,
     "random-raw": lambda: random_model(1, sublinear=False),
     "unicode-raw": lambda: unicode_model(False),
     "unicode-sublinear": lambda: unicode_model(True),
+    # tokenizer version 2: negation scope and lexicon pseudo-terms
+    "features-raw": lambda: feature_model(7, sublinear=False),
+    "features-unicode-sublinear": lambda: unicode_feature_model(True),
+    "negation-only": lambda: feature_model(8, tokenizer=Tokenizer(version=2, negation_window=2)),
+    "lexicons-only": lambda: feature_model(
+        9, sublinear=True, tokenizer=Tokenizer(version=2, lexicons=("srl", "pronouns"))),
 }
 _PAIRS: dict[str, tuple[IncrementalScorer, IncrementalScorer]] = {}
 
@@ -74,10 +93,11 @@ PIECES = ("I", "i'm", "I’M", "don’t", "'quoted'", "it''s", "rock'n'roll", "x
 def texts(draw) -> str:
     words = draw(st.lists(
         st.one_of(st.sampled_from(PIECES), st.sampled_from(UNICODE_TERMS),
-                  st.text(max_size=6),
+                  st.text(max_size=6), st.sampled_from(FEATURE_PIECES),
                   st.sampled_from(("the", "and", "depressed", "alone", "tired", "sleep"))),
         max_size=40))
-    seps = draw(st.lists(st.sampled_from(["", " ", "  ", "\n", ",", "'", "’", "-"]),
+    seps = draw(st.lists(st.sampled_from(["", " ", "  ", "\n", ",", "'", "’", "-", ".", "!",
+                                          "\u2026", "\u201d", "\u2014"]),
                          min_size=len(words), max_size=len(words)))
     return "".join(w + s for w, s in zip(words, seps))
 
@@ -101,7 +121,18 @@ def test_compiled_equals_python_on_adversarial_streams(which, stream):
     assert_same_stream(which, stream)
 
 
-@pytest.mark.parametrize("which", ["bundled", "unicode-sublinear"])
+@pytest.mark.parametrize("which", ["features-raw", "features-unicode-sublinear",
+                                   "negation-only", "lexicons-only"])
+def test_compiled_equals_python_on_negation_and_lexicon_text(which):
+    rng = random.Random(5)
+    stream = [feature_text(rng) for _ in range(300)]
+    stream += [t.upper() for t in stream[:50]] + [t + " café\u2019s é" for t in stream[:50]]
+    stream += ["Not suicidal. But…", "I don't want to live anymore; I want to die",
+               "I can’t sleep, I’m not hopeless but tired\n\nnever happy http://x.y/z not sad"]
+    assert_same_stream(which, stream)
+
+
+@pytest.mark.parametrize("which", ["bundled", "unicode-sublinear", "features-raw"])
 def test_compiled_equals_python_on_real_posts_and_long_histories(which):
     rng = random.Random(3)
     posts = real_posts()
@@ -144,5 +175,16 @@ def test_vocab_rejects_bad_input():
         Vocab([b"a", b"a"], [1.0, 2.0], [1.0, 1.0], b"_url_", 40, True)
     v = Vocab([b"a", "é".encode()], [1.0, 2.0], [1.0, 1.0], b"_url_", 40, True)
     assert (v.lookup(b"a"), v.lookup("é".encode()), v.lookup(b"b")) == (0, 1, -1)
+    with pytest.raises(TypeError, match="extra"):
+        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x", 1, [])])
+    with pytest.raises(ValueError, match="out of range"):
+        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x", 0, [5, 5], -1)])
+    with pytest.raises(ValueError, match="out of range"):
+        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x", 0, [], 3)])
+    with pytest.raises(ValueError, match="pair"):
+        Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, pairs=[(b"a", b"zz")])
+    # an extra key (a lexicon entry here) is no term of the vocabulary
+    v = Vocab([b"a"], [1.0], [1.0], b"_url_", 40, True, extra=[(b"x y", 0, [0, -1], -1)])
+    assert v.lookup(b"x y") == -1
     with pytest.raises(TypeError):
         v.update(b"bytes", 0, {}, 0.0, 0.0)

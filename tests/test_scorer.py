@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from models.portable import PortableModel
 from models.scorer import IncrementalScorer, UserState
 from models.tokenize import join_writings
-from tests.conftest import REPO, random_model
+from tests.conftest import REPO, feature_model, random_model
 
 TOL = 1e-9
 
@@ -39,11 +39,32 @@ def setup(which: str) -> tuple[IncrementalScorer, object]:
         "bundled": lambda: PortableModel.load(),
         "random-raw": lambda: random_model(1, sublinear=False),
         "random-sublinear": lambda: random_model(2, sublinear=True),
+        "features-raw": lambda: feature_model(3, sublinear=False),
+        "features-sublinear": lambda: feature_model(4, sublinear=True),
     }[which]()
     return IncrementalScorer(model), model.to_sklearn()
 
 
+# Negation cues, scope enders, clause boundaries and lexicon phrases (some
+# several words long, some overlapping): the tokenizer version 2 features.
+FEATURE_PIECES = (
+    "not", "Not", "no", "never", "don't", "can’t", "cant", "nothing", "without", "but",
+    "However", "though", ".", ",", "!", "?", ";", ":", "(", ")", '"', "\n", "\u2026",
+    "\u2014", "\u201c", "suicidal", "I", "me", "my", "I'm", "im", "want", "to", "die",
+    "i want to die", "end it all", "better off dead", "hopeless", "tired", "sleep",
+    "can't sleep", "empty", "alone", "happy", "love", "worthless", "kill myself", "pills",
+    "feel", "like", "a", "burden", "giving up", "sad", "depressed", "x" * 41,
+)
+
+
+def feature_text(rng: random.Random) -> str:
+    pieces = [rng.choice(FEATURE_PIECES) for _ in range(rng.randint(0, 40))]
+    return "".join(p + rng.choice(["", " ", " ", "  ", "\n", "-"]) for p in pieces)
+
+
 def writing(draw_kind: int, rng: random.Random, vocab: tuple[str, ...]) -> str:
+    if draw_kind == 4:
+        return feature_text(rng)
     if draw_kind == 0:
         return rng.choice(real_posts())
     if draw_kind == 1:
@@ -69,10 +90,11 @@ def check_stream(which: str, texts: list[str]) -> None:
 
 
 stream_spec = st.lists(
-    st.tuples(st.integers(0, 3), st.integers(0, 2**32 - 1)), min_size=1, max_size=12)
+    st.tuples(st.integers(0, 4), st.integers(0, 2**32 - 1)), min_size=1, max_size=12)
 
 
-@pytest.mark.parametrize("which", ["bundled", "random-raw", "random-sublinear"])
+@pytest.mark.parametrize("which", ["bundled", "random-raw", "random-sublinear",
+                                   "features-raw", "features-sublinear"])
 @settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=stream_spec)
 def test_incremental_equals_joined_document(which, spec):
@@ -86,7 +108,7 @@ def test_long_history_stays_exact():
     # 1,000 writings: float drift of the running sums stays far below 1e-9.
     rng = random.Random(7)
     texts = [rng.choice(real_posts()) for _ in range(1000)]
-    for which in ("bundled", "random-raw"):
+    for which in ("bundled", "random-raw", "features-sublinear"):
         scorer, sk = setup(which)
         state = UserState()
         for t in texts:

@@ -30,9 +30,10 @@ CREATE TABLE IF NOT EXISTS `earlyrisk.alerts` (
     threshold FLOAT64 NOT NULL OPTIONS(description="the policy's threshold"),
     priority STRING NOT NULL OPTIONS(description="P0 (>0.9), P1 (>0.8), P2 (>0.7), P3 (>0.6) or P4"),
     policy STRING NOT NULL OPTIONS(description="decision policy, e.g. incremental(0.5)"),
-    top_terms STRING NOT NULL OPTIONS(description="terms that pushed the score up most, as JSON [[term, weight]]"),
+    top_terms STRING NOT NULL OPTIONS(description="terms that pushed the user's score up most, as JSON [[term, logit contribution]]"),
     model_version STRING NOT NULL OPTIONS(description="model name and content hash"),
     alert_seq INT64 NOT NULL OPTIONS(description="1 for a user's first alert, 2 for an escalation, ..."),
+    explanation STRING OPTIONS(description="why, as JSON: logit contributions of the triggering writing's terms (docs/MODEL.md, 'Explanations'); NULL in rows written before it existed"),
     PRIMARY KEY (alert_id) NOT ENFORCED
 )
 PARTITION BY DATE(created_utc)

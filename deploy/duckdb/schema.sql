@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     top_terms VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL,
     alert_seq BIGINT NOT NULL,
+    explanation VARCHAR,
     PRIMARY KEY (alert_id)
 );
 
