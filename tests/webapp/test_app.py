@@ -190,9 +190,8 @@ def _hold_and_write(db, seconds: float = 30.0):
     import sys
 
     code = ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
-            "c.execute(\"INSERT INTO alerts SELECT 'new-while-held', user_id, submission_id, "
-            "created_utc, p_user, writings_seen, threshold, priority, policy, top_terms, "
-            "model_version, 99 FROM alerts LIMIT 1\"); c.execute('CHECKPOINT'); "
+            "c.execute(\"INSERT INTO alerts SELECT * REPLACE ('new-while-held' AS alert_id, "
+            "99 AS alert_seq) FROM alerts LIMIT 1\"); c.execute('CHECKPOINT'); "
             f"print('locked', flush=True); time.sleep({seconds})")
     proc = subprocess.Popen([sys.executable, "-c", code, str(db)], stdout=subprocess.PIPE,
                             text=True)
@@ -429,3 +428,16 @@ def test_started_while_a_pipeline_holds_the_store_pages_say_why_and_posts_not_sa
     while store.freshness()["snapshot_at"] is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert c.get("/alerts").status_code == 200
+
+
+def test_without_the_alerts_model_the_page_shows_the_stored_explanation(review_db, tmp_path):
+    """The app explains with its own model only for alerts of that model version; otherwise
+    it shows what the pipeline stored in alerts.explanation and says why."""
+    app = create_app(DuckDBReviewStore(review_db), AppConfig.from_env(
+        env=review_env(), model_dir=str(tmp_path / "no-model-here")))
+    c = app.test_client()
+    assert _login(c).status_code == 302
+    aid = _alert_ids(c.get("/alerts?sort=priority").get_data(as_text=True))[0]
+    html = c.get(f"/alerts/{aid}").get_data(as_text=True)
+    assert "as the pipeline stored it" in html and "no model loaded" in html
+    assert 'id="terms-up"' in html and '<mark class="w ' not in html
