@@ -352,7 +352,8 @@ def _serve_parser(sub) -> argparse.ArgumentParser:
                         "earlyrisk-review.sqlite with BigQuery)")
     p.add_argument("--model", default=None, metavar="DIR",
                    help="model directory for explanations (default: the bundled model); "
-                        "alerts scored by another model version show their stored top terms")
+                        "alerts scored by another model version show the explanation stored with "
+                        "them")
     p.add_argument("--hash-password", action="store_true",
                    help="read a password (stdin or prompt), print its hash for "
                         "EARLYRISK_REVIEW_USERS and exit")
