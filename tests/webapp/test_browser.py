@@ -194,6 +194,17 @@ def _keys(d, keys: str) -> None:
     ActionChains(d).send_keys(keys).perform()
 
 
+def _text(d, element_id: str) -> str:
+    """An element's text, or '' while the page is being replaced."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return d.find_element(By.ID, element_id).text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
 def _wait(predicate, timeout: float = 10.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -255,9 +266,10 @@ def test_search_by_pseudonym_and_text_in_chromium(live_server, browser):
     box = d.find_element(By.ID, "q")
     box.send_keys(name)
     d.find_element(By.ID, "search").click()
+    _wait(lambda: "q=" in d.current_url and "matching" in _text(d, "range"),
+          what="the search results")
     rows = d.find_elements(By.CSS_SELECTOR, "tr.alert-row a.alert-link")
     assert rows and {r.text for r in rows} == {name}
-    assert "matching" in d.find_element(By.ID, "range").text
     rows[0].click()
     body = d.find_element(By.CSS_SELECTOR, "#evidence .evidence-writing .body").text
     words = [w for w in re.findall(r"[A-Za-z]{4,}", body)][:3]
@@ -266,9 +278,12 @@ def test_search_by_pseudonym_and_text_in_chromium(live_server, browser):
     _keys(d, "/")  # focuses the search box
     _keys(d, " ".join(words) if " ".join(words) in body else words[0])
     d.find_element(By.ID, "search").click()
+    _wait(lambda: "q=" in d.current_url and "matching" in _text(d, "range"),
+          what="the search results")
     assert name in [r.text for r in d.find_elements(By.CSS_SELECTOR,
                                                       "tr.alert-row a.alert-link")]
     d.find_element(By.ID, "clear-search").click()
+    _wait(lambda: "q=" not in d.current_url, what="the cleared search")
     assert len(_alert_ids(d)) > 10
 
 
