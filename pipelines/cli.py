@@ -488,6 +488,14 @@ def _serve_parser(sub) -> argparse.ArgumentParser:
                    help="show user ids as stored even when they are raw Reddit names "
                         "(default: pseudonymise them for display; or set "
                         "EARLYRISK_REVIEW_RAW_NAMES=1)")
+    p.add_argument("--review-db", default=None, metavar="PATH",
+                   help="SQLite file for verdicts, notes, claims, the audit trail and sessions "
+                        "(default: NAME.review.sqlite next to a DuckDB store NAME.duckdb; "
+                        "earlyrisk-review.sqlite with BigQuery)")
+    p.add_argument("--model", default=None, metavar="DIR",
+                   help="model directory for explanations (default: the bundled model); "
+                        "alerts scored by another model version show the explanation stored with "
+                        "them")
     p.add_argument("--hash-password", action="store_true",
                    help="read a password (stdin or prompt), print its hash for "
                         "EARLYRISK_REVIEW_USERS and exit")
@@ -506,7 +514,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 0 < args.port < 65536:
         raise UsageError(f"--port must be 1-65535, got {args.port}")
     try:
-        serve(args.db, args.host, args.port, raw_names=args.raw_names)
+        serve(args.db, args.host, args.port, raw_names=args.raw_names,
+              review_db=args.review_db, model_dir=args.model)
     except ValueError as e:
         raise UsageError(str(e)) from None
     except OSError as e:

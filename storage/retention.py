@@ -18,6 +18,9 @@ DuckDB keeps deleted rows' bytes in the file until their blocks are reused, so
 the store is then rewritten into a fresh file that replaces the old one: after
 ``forget`` returns, the user's text is no longer anywhere in the file.
 
+The review app's own database next to a DuckDB store (``NAME.review.sqlite``:
+verdicts, case notes and audit entries about the user) is purged the same way.
+
 Not covered here (see docs/RELIABILITY.md, "Retention"): the pipeline's
 per-user state (expires after ``--state-ttl-days`` of silence), messages still
 retained by Kafka or Pub/Sub, and copies made outside the store.
@@ -216,6 +219,17 @@ def forget_command(users: list[str], db: str, key_file: str | None, dry_run: boo
         report = forget_bigquery(db, unique, dry_run=dry_run)
     else:
         report = forget(db, unique, dry_run=dry_run)
+        from webapp.store import default_review_db
+
+        review_path = default_review_db(db)
+        if review_path.exists():
+            from webapp.reviewdb import ReviewDB
+
+            review = ReviewDB(review_path)
+            try:
+                report.deleted.update(review.forget(unique, dry_run=dry_run))
+            finally:
+                review.close()
     n_ids = len(report.identifiers)
     looked_up = f"{n_ids} identifier{'s' if n_ids != 1 else ''} looked up"
     if report.total == 0:

@@ -10,6 +10,11 @@ pipeline and the app run side by side.
 ``BIGQUERY_EMULATOR_HOST`` (e.g. ``http://127.0.0.1:9050``) points the client at
 an emulator with anonymous credentials; otherwise Application Default
 Credentials are used.
+
+Verdicts go to the dataset's ``labels`` table; what reviewers write besides
+(notes, claims, audit trail, sessions) goes to the app's SQLite review
+database, as with DuckDB. Reason codes on verdicts are DuckDB-only (the
+``labels`` table has no column for them): the app hides them here.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from models.records import LABELS, LabelRecord, to_row
+from webapp.reviewdb import ReviewDB
 from webapp.store import (
     _ALERT_COLS,
     _TAB_SQL,
@@ -33,12 +39,15 @@ from webapp.store import (
     StoreError,
     _alert_row,
     _epoch,
+    _page,
+    like_pattern,
     speed_bucket,
 )
 
 _SORT_SQL = {
-    "recent": ("UNIX_MICROS(a.created_utc)", "a.created_utc DESC, a.alert_id DESC"),
-    "priority": ("a.p_user", "a.p_user DESC, a.alert_id DESC"),
+    "recent": ("UNIX_MICROS(a.created_utc)", "a.created_utc DESC, a.alert_id DESC",
+               "a.created_utc ASC, a.alert_id ASC"),
+    "priority": ("a.p_user", "a.p_user DESC, a.alert_id DESC", "a.p_user ASC, a.alert_id ASC"),
 }
 
 
@@ -62,9 +71,13 @@ def _client(project: str):
 
 
 class BigQueryReviewStore(ReviewStore):
-    def __init__(self, project: str, dataset: str, client=None) -> None:
+    features = frozenset({"search", "verdict-filters"})
+
+    def __init__(self, project: str, dataset: str, client=None,
+                 review_db: str = "earlyrisk-review.sqlite") -> None:
         self.project, self.dataset = project, dataset
         self._client = client or _client(project)
+        self.review = ReviewDB(review_db)
 
     def _t(self, name: str) -> str:
         return f"`{self.project}.{self.dataset}.{name}`"
@@ -109,6 +122,7 @@ class BigQueryReviewStore(ReviewStore):
 
     def close(self) -> None:
         self._client.close()
+        self.review.close()
 
     def _filters(self, flt: AlertFilter, params: dict[str, Any]) -> list[str]:
         where = []
@@ -124,14 +138,54 @@ class BigQueryReviewStore(ReviewStore):
             where.append("a.priority = @band")
             params["band"] = flt.band
         if flt.subreddit is not None:
-            where.append("s.subreddit = @subreddit")
+            where.append(f"a.user_id IN (SELECT user_id FROM {self._t('scores')} "
+                         "WHERE subreddit = @subreddit)")
             params["subreddit"] = flt.subreddit
+        if flt.reviewer is not None:
+            where.append("cur.reviewer = @reviewer")
+            params["reviewer"] = flt.reviewer
+        if flt.verdict_from is not None:
+            where.append("cur.labelled_at >= @verdict_from")
+            params["verdict_from"] = datetime(flt.verdict_from.year, flt.verdict_from.month,
+                                              flt.verdict_from.day, tzinfo=UTC)
+        if flt.verdict_to is not None:
+            where.append("cur.labelled_at < @verdict_to")
+            params["verdict_to"] = datetime(flt.verdict_to.year, flt.verdict_to.month,
+                                            flt.verdict_to.day, tzinfo=UTC) + timedelta(days=1)
+        if flt.q:
+            where.append(
+                f"(a.user_id = @q OR a.alert_id = @q OR a.user_id IN (SELECT user_id FROM "
+                f"{self._t('writings')} WHERE LOWER(title) LIKE LOWER(@like) OR LOWER(body) "
+                f"LIKE LOWER(@like)) OR a.alert_id IN (SELECT alert_id FROM {self._t('labels')}"
+                " WHERE LOWER(comment) LIKE LOWER(@like)))")
+            params["q"] = flt.q
+            params["like"] = like_pattern(flt.q)
         return where
 
     def _from(self) -> str:
         return (f"{self._t('alerts')} a LEFT JOIN cur ON cur.alert_id = a.alert_id "
                 f"LEFT JOIN {self._t('scores')} s ON s.user_id = a.user_id "
                 "AND s.submission_id = a.submission_id AND s.model_version = a.model_version")
+
+    def user_alerts(self, user_id: str) -> list[dict[str, Any]]:
+        rows = self._query(f"WITH {self._cur()} SELECT {_ALERT_COLS}, s.subreddit "
+                           f"FROM {self._from()} WHERE a.user_id = @u "
+                           "ORDER BY a.created_utc DESC, a.alert_id DESC", {"u": user_id})
+        return [_alert_row(list(r), tuple(r.values())) for r in rows]
+
+    def user_latest(self, user_id: str) -> dict[str, Any] | None:
+        rows = self._query(f"SELECT p_user, writings_seen, created_utc, model_version FROM "
+                           f"{self._t('scores')} WHERE user_id = @u "
+                           "ORDER BY created_utc DESC, writings_seen DESC LIMIT 1", {"u": user_id})
+        if not rows:
+            return None
+        r = rows[0]
+        r["created_utc"] = _epoch(r["created_utc"])
+        return r
+
+    def reviewers(self) -> list[str]:
+        return [r["reviewer"] for r in self._query(
+            f"SELECT DISTINCT reviewer FROM {self._t('labels')} ORDER BY 1")]
 
     def tab_counts(self, flt: AlertFilter) -> dict[str, int]:
         params: dict[str, Any] = {}
@@ -142,30 +196,33 @@ class BigQueryReviewStore(ReviewStore):
         return {k: int(v) for k, v in rows[0].items()}
 
     def list_alerts(self, tab: str, sort: str, flt: AlertFilter, after: Cursor | None,
-                    limit: int) -> AlertPage:
+                    limit: int, before: Cursor | None = None) -> AlertPage:
         if tab not in _TAB_SQL or sort not in _SORT_SQL:
             raise ValueError(f"unknown tab {tab!r} or sort {sort!r}")
-        key_sql, order_sql = _SORT_SQL[sort]
+        key_sql, order_sql, reverse_sql = _SORT_SQL[sort]
         params: dict[str, Any] = {"limit": limit + 1}
         where = [_TAB_SQL[tab], *self._filters(flt, params)]
-        if after is not None:
-            where.append(f"({key_sql} < @after_key OR ({key_sql} = @after_key "
-                         "AND a.alert_id < @after_id))")
-            params["after_key"] = after.key
-            params["after_id"] = after.alert_id
+        order = order_sql
+        if before is not None:
+            where.append(f"({key_sql} > @cur_key OR ({key_sql} = @cur_key "
+                         "AND a.alert_id > @cur_id))")
+            params["cur_key"], params["cur_id"] = before.key, before.alert_id
+            order = reverse_sql
+        elif after is not None:
+            where.append(f"({key_sql} < @cur_key OR ({key_sql} = @cur_key "
+                         "AND a.alert_id < @cur_id))")
+            params["cur_key"], params["cur_id"] = after.key, after.alert_id
         sql = (f"WITH {self._cur()} SELECT {_ALERT_COLS}, s.subreddit, {key_sql} AS sort_key "
-               f"FROM {self._from()} WHERE {' AND '.join(where)} ORDER BY {order_sql} "
+               f"FROM {self._from()} WHERE {' AND '.join(where)} ORDER BY {order} "
                "LIMIT @limit")
-        rows = self._query(sql, params)
-        out = [_alert_row(list(r), tuple(r.values())) for r in rows]
-        nxt = None
-        if len(out) > limit:
-            out = out[:limit]
-            nxt = Cursor(out[-1]["sort_key"], out[-1]["alert_id"])
-        return AlertPage(out, nxt)
+        out = [_alert_row(list(r), tuple(r.values())) for r in self._query(sql, params)]
+        if before is not None:
+            out.reverse()
+        return _page(out, limit, after, before)
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
-        rows = self._query(f"WITH {self._cur()} SELECT {_ALERT_COLS}, s.subreddit "
+        rows = self._query(f"WITH {self._cur()} SELECT {_ALERT_COLS}, s.subreddit, "
+                           f"{_SORT_SQL['recent'][0]} AS key_recent, a.p_user AS key_priority "
                            f"FROM {self._from()} WHERE a.alert_id = @id", {"id": alert_id})
         return _alert_row(list(rows[0]), tuple(rows[0].values())) if rows else None
 
@@ -183,14 +240,16 @@ class BigQueryReviewStore(ReviewStore):
         return rows
 
     def label_history(self, alert_id: str) -> list[dict[str, Any]]:
-        rows = self._query(f"SELECT label, comment, reviewer, labelled_at FROM "
+        rows = self._query(f"SELECT label, comment, reviewer, labelled_at, '' AS reasons, "
+                           "'' AS via FROM "
                            f"{self._t('labels')} WHERE alert_id = @id "
                            "ORDER BY labelled_at DESC", {"id": alert_id})
         for r in rows:
             r["labelled_at"] = _epoch(r["labelled_at"])
         return rows
 
-    def add_label(self, label: LabelRecord) -> None:
+    def add_label(self, label: LabelRecord, reasons: tuple[str, ...] = (),
+                  via: str = "password") -> None:
         if label.label not in LABEL_VALUES:
             raise ValueError(f"label must be one of {LABEL_VALUES}")
         row = to_row(label)
@@ -203,9 +262,8 @@ class BigQueryReviewStore(ReviewStore):
 
     def subreddits(self) -> list[str]:
         rows = self._query(
-            f"SELECT DISTINCT s.subreddit FROM {self._t('alerts')} a JOIN {self._t('scores')} s "
-            "ON s.user_id = a.user_id AND s.submission_id = a.submission_id "
-            "AND s.model_version = a.model_version ORDER BY 1")
+            f"SELECT DISTINCT subreddit FROM {self._t('scores')} WHERE subreddit IS NOT NULL "
+            "ORDER BY 1")
         return [r["subreddit"] for r in rows]
 
     def _verdict(self) -> str:

@@ -27,7 +27,9 @@ def build_big_db(path) -> None:
     ensure_schema(con)
     # Deterministic pseudo-random values from hash(i): no Python loop, seconds.
     con.execute(f"""
-        INSERT INTO alerts SELECT
+        INSERT INTO alerts (alert_id, user_id, submission_id, created_utc, p_user,
+                            writings_seen, threshold, priority, policy, top_terms,
+                            model_version, alert_seq) SELECT
             'a' || lpad(i::VARCHAR, 8, '0'), 'u_' || lpad(i::VARCHAR, 20, '0'),
             's' || i, TIMESTAMP '2019-01-01' + to_seconds(hash(i) % 31536000),
             0.5 + (hash(i * 7) % 500000) / 1000000.0, 1 + hash(i * 3) % 50, 0.5,
@@ -95,4 +97,4 @@ def test_keyset_pages_stay_correct_and_fast_at_depth(big_db, sort):
     print(f"\n[bench] {N_ALERTS:,} alerts, {N_LABELS:,} labels, sort={sort}: "
           f"first page {ms_first:.1f} ms, page at row {seen:,} {ms_deep:.1f} ms, "
           f"tab counts {ms_counts:.1f} ms, filtered page {ms_filtered:.1f} ms "
-          "(best of 5; pages use the shared read-only connection)")
+          "(best of 5; pages read the app's snapshot of the store)")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import duckdb
 import pytest
@@ -80,8 +80,16 @@ def test_filters_by_band_subreddit_and_date(review_db):
     assert len(by_band) == sum(r["priority"] == band for r in rows)
     sub = rows[0]["subreddit"]
     assert sub in store.subreddits()
+    # Any writing of the user in that subreddit, not only the one that raised the alert.
     by_sub = _all(store, flt=AlertFilter(subreddit=sub))
-    assert by_sub and all(r["subreddit"] == sub for r in by_sub)
+    con = duckdb.connect(str(review_db), read_only=True)
+    wrote_there = {r[0] for r in con.execute(
+        "SELECT DISTINCT user_id FROM scores WHERE subreddit = ?", [sub]).fetchall()}
+    con.close()
+    assert by_sub and {r["user_id"] for r in by_sub} <= wrote_there
+    assert len(by_sub) == sum(r["user_id"] in wrote_there for r in rows)
+    assert any(r["subreddit"] != sub for r in by_sub) or len(by_sub) == sum(
+        r["subreddit"] == sub for r in rows)
     day = datetime.fromtimestamp(rows[0]["created_utc"], UTC).date()
     by_day = _all(store, flt=AlertFilter(date_from=day, date_to=day))
     assert rows[0]["alert_id"] in {r["alert_id"] for r in by_day}
@@ -149,3 +157,101 @@ def test_stats_match_the_tables(review_db):
     # Processing speed: every scored writing falls in one processing-time bucket.
     assert s.speed and s.speed_bucket_s >= 1
     assert round(sum(v for _, v in s.speed) * s.speed_bucket_s) == n_scores
+
+
+def test_paging_backwards_returns_the_previous_page(review_db):
+    store = DuckDBReviewStore(review_db)
+    for sort in ("recent", "priority"):
+        first = store.list_alerts("untagged", sort, AlertFilter(), None, 5)
+        second = store.list_alerts("untagged", sort, AlertFilter(), first.next_cursor, 5)
+        assert second.prev_cursor is not None and first.prev_cursor is None
+        back = store.list_alerts("untagged", sort, AlertFilter(), None, 5,
+                                 before=second.prev_cursor)
+        assert [r["alert_id"] for r in back.rows] == [r["alert_id"] for r in first.rows]
+        assert back.prev_cursor is None and back.next_cursor is not None
+
+
+def test_search_by_pseudonym_text_and_comment(review_db):
+    store = DuckDBReviewStore(review_db)
+    rows = _all(store)
+    a, b = rows[0], rows[1]
+    assert {r["alert_id"] for r in _all(store, flt=AlertFilter(q=a["user_id"]))} == {
+        r["alert_id"] for r in rows if r["user_id"] == a["user_id"]}
+    con = duckdb.connect(str(review_db), read_only=True)
+    body = con.execute("SELECT body FROM writings WHERE user_id = ? AND length(body) > 40 "
+                       "LIMIT 1", [b["user_id"]]).fetchone()[0]
+    con.close()
+    phrase = body[5:30].upper()  # case-insensitive, a phrase from the middle
+    found = {r["user_id"] for r in _all(store, flt=AlertFilter(q=phrase))}
+    assert b["user_id"] in found
+    store.add_label(LabelRecord(alert_id=a["alert_id"], user_id=a["user_id"], label="undecided",
+                                comment="needs a second look: 50%_sure", reviewer="carol",
+                                labelled_at=time.time()))
+    assert [r["alert_id"] for r in _all(store, flt=AlertFilter(q="50%_SURE"))] == [a["alert_id"]]
+    assert _all(store, flt=AlertFilter(q="50%%_sure")) == []  # % and _ are literal
+    by_reviewer = _all(store, flt=AlertFilter(reviewer="carol"))
+    assert [r["alert_id"] for r in by_reviewer] == [a["alert_id"]]
+    today = datetime.now(UTC).date()
+    assert [r["alert_id"] for r in _all(store, flt=AlertFilter(verdict_from=today,
+                                                               verdict_to=today))] == [
+        a["alert_id"]]
+    assert _all(store, flt=AlertFilter(verdict_to=date(2000, 1, 1))) == []
+
+
+def test_verdicts_live_in_the_review_database_not_the_pipeline_file(review_db):
+    store = DuckDBReviewStore(review_db)
+    a = _all(store)[0]
+    _label(store, a, "risk")
+    store.close()
+    con = duckdb.connect(str(review_db), read_only=True)
+    tables = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables").fetchall()}
+    in_pipeline_file = con.execute("SELECT count(*) FROM labels").fetchone()[0] \
+        if "labels" in tables else 0
+    con.close()
+    assert in_pipeline_file == 0  # the pipeline's file is never written by the app
+    reopened = DuckDBReviewStore(review_db)
+    assert reopened.alert(a["alert_id"])["label"] == "risk"
+    assert reopened.review.path.endswith("review.review.sqlite")
+
+
+def test_labels_an_older_app_kept_in_the_duckdb_file_are_imported_once(review_db):
+    from models.records import LABELS
+    from storage.duckdb_store import table_ddl
+
+    con = duckdb.connect(str(review_db))
+    con.execute(table_ddl(LABELS))
+    aid, uid = con.execute("SELECT alert_id, user_id FROM alerts LIMIT 1").fetchone()
+    con.execute("INSERT INTO labels VALUES (?, ?, 'no_risk', 'old', 'dora', "
+                "TIMESTAMP '2020-01-01')", [aid, uid])
+    con.close()
+    store = DuckDBReviewStore(review_db)
+    assert store.alert(aid)["label"] == "no_risk"
+    store.close()
+    again = DuckDBReviewStore(review_db)
+    assert len(again.label_history(aid)) == 1
+
+
+def test_forget_purges_the_review_database_too(review_db, monkeypatch, capsys):
+    from pipelines.cli import main
+    from webapp.store import default_review_db
+
+    store = DuckDBReviewStore(review_db)
+    a, b = _all(store)[:2]
+    store.add_label(LabelRecord(alert_id=a["alert_id"], user_id=a["user_id"], label="risk",
+                                comment="forget-me-comment", reviewer="alice",
+                                labelled_at=time.time()))
+    store.review.add_note(a["user_id"], "alice", "forget-me-note")
+    store.review.record("verdict", "alice", alert_id=a["alert_id"], user_id=a["user_id"])
+    _label(store, b, "no_risk")
+    store.close()
+    assert main(["forget", "--user", a["user_id"], "--db", f"duckdb://{review_db}"]) == 0
+    out = capsys.readouterr().out
+    assert "review labels" in out and "review notes" in out
+    again = DuckDBReviewStore(review_db)
+    assert again.label_history(a["alert_id"]) == [] and again.review.notes(a["user_id"]) == []
+    assert len(again.label_history(b["alert_id"])) == 1  # others stay
+    again.close()
+    data = b"".join(p.read_bytes() for p in review_db.parent.glob(
+        default_review_db(review_db).name + "*"))
+    assert b"forget-me" not in data
