@@ -66,6 +66,16 @@ def test_feature_model_holds_every_feature_term(bundled_model) -> None:
     assert any(t.startswith("neg:") for t in fired) and "__fp_sing" in fired
 
 
+def test_sample_feature_model_is_shaped_like_a_trained_one() -> None:
+    from models.tokenize import Tokenizer
+
+    small = scorer.sample_feature_model(Tokenizer(version=2, negation_window=3,
+                                                  lexicons=("pronouns",)), min_df=50)
+    vocab = set(small.vocabulary)
+    assert "__fp_sing" in vocab and "neg:the" in vocab and "i" in vocab
+    assert not any(t.startswith("__lex_") for t in vocab)
+
+
 def test_state_pipeline_and_scale_sections() -> None:
     st = state.run(quick=True)
     assert st["users"] > 100 and 0 < st["bytes_median"] <= st["bytes_p99"]
