@@ -109,13 +109,14 @@ def table(r: dict) -> str:
     if sc:
         path = "compiled loop" if sc.get("compiled") else "pure Python"
         lines.append(f"== scorer (CPU time, one core, {path})")
-        lines.append(f"{'texts':<18}{'mean chars':>12}{'subs/s':>12}{'us/sub':>10}")
+        lines.append(f"{'texts':<24}{'mean chars':>12}{'subs/s':>12}{'us/sub':>10}")
         rows = list(sc["throughput"].items())
         rows += [(f"{k} (pure Python)", t) for k, t in sc.get("python_throughput", {}).items()]
         rows += [(f"{k} (v2 features)", t)
                  for k, t in sc.get("features_throughput", {}).items()]
+        rows += [(f"{k} (v2 worst case)", t) for k, t in sc.get("features_worst", {}).items()]
         for kind, t in rows:
-            lines.append(f"{kind:<18}{_fmt(t['mean_chars']):>12}{_fmt(t['per_s']):>12}"
+            lines.append(f"{kind:<24}{_fmt(t['mean_chars']):>12}{_fmt(t['per_s']):>12}"
                          f"{_fmt(t['us_per_submission']):>10}")
         lines.append(f"{'texts':<10}{'history':>8}{'incr. us':>12}{'paper us':>12}"
                      f"{'speed-up':>10}")

@@ -419,13 +419,17 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* The distinct in-vocabulary terms of one writing, in order of first appearance. */
+/* The distinct in-vocabulary terms of one writing, in order of first appearance.
+ * Sized for the words a text can hold; lexicon pseudo-terms can add more
+ * distinct ids than words, so the bag grows (doubling) when half full. */
 typedef struct {
     int32_t *id;     /* distinct ids, in order */
     long *count;     /* their counts */
     Py_ssize_t n;
     int32_t *slot;   /* open addressing: index into id/count, -1 if empty */
-    uint64_t mask;
+    uint64_t mask;   /* slots - 1; id and count hold as many entries as slots */
+    int on_stack;    /* the arrays are the caller's stack buffers */
+    int failed;      /* growing failed (out of memory): the caller raises */
 } Bag;
 
 static int bag_init(Bag *b, Py_ssize_t max_terms, int32_t *stack_slot, int32_t *stack_id,
@@ -436,14 +440,17 @@ static int bag_init(Bag *b, Py_ssize_t max_terms, int32_t *stack_slot, int32_t *
         cap <<= 1;
     b->n = 0;
     b->mask = cap - 1;
+    b->failed = 0;
     if ((Py_ssize_t)cap <= stack_cap) {
         b->slot = stack_slot;
         b->id = stack_id;
         b->count = stack_count;
+        b->on_stack = 1;
     } else {
         b->slot = PyMem_Malloc(cap * sizeof(int32_t));
         b->id = PyMem_Malloc(cap * sizeof(int32_t));
         b->count = PyMem_Malloc(cap * sizeof(long));
+        b->on_stack = 0;
         if (!b->slot || !b->id || !b->count) {
             PyMem_Free(b->slot);
             PyMem_Free(b->id);
@@ -456,21 +463,67 @@ static int bag_init(Bag *b, Py_ssize_t max_terms, int32_t *stack_slot, int32_t *
     return 0;
 }
 
-static void bag_free(Bag *b, int32_t *stack_slot)
+static void bag_free(Bag *b)
 {
-    if (b->slot != stack_slot) {
+    if (!b->on_stack) {
         PyMem_Free(b->slot);
         PyMem_Free(b->id);
         PyMem_Free(b->count);
     }
 }
 
+static inline uint64_t bag_home(const Bag *b, int32_t id)
+{
+    return ((uint64_t)id * 0x9E3779B97F4A7C15ULL) >> 20 & b->mask;
+}
+
+/* Double the bag, keeping its entries and their order. */
+static void bag_grow(Bag *b)
+{
+    uint64_t cap = (b->mask + 1) * 2;
+    int32_t *slot = PyMem_Malloc(cap * sizeof(int32_t));
+    int32_t *id = PyMem_Malloc(cap * sizeof(int32_t));
+    long *count = PyMem_Malloc(cap * sizeof(long));
+    if (!slot || !id || !count) {
+        PyMem_Free(slot);
+        PyMem_Free(id);
+        PyMem_Free(count);
+        b->failed = 1;
+        return;
+    }
+    memcpy(id, b->id, b->n * sizeof(int32_t));
+    memcpy(count, b->count, b->n * sizeof(long));
+    bag_free(b);
+    b->slot = slot;
+    b->id = id;
+    b->count = count;
+    b->on_stack = 0;
+    b->mask = cap - 1;
+    memset(slot, 0xff, cap * sizeof(int32_t));
+    for (Py_ssize_t k = 0; k < b->n; k++) {
+        uint64_t i = bag_home(b, id[k]);
+        while (slot[i] >= 0)
+            i = (i + 1) & b->mask;
+        slot[i] = (int32_t)k;
+    }
+}
+
 static inline void bag_add(Bag *b, int32_t id, long d)
 {
-    uint64_t i = ((uint64_t)id * 0x9E3779B97F4A7C15ULL) >> 20 & b->mask;
+    uint64_t i = bag_home(b, id);
     for (;;) {
         int32_t k = b->slot[i];
         if (k < 0) {
+            if ((uint64_t)(b->n + 1) * 2 > b->mask + 1) {
+                if (b->failed)
+                    return;
+                bag_grow(b);
+                if (b->failed)
+                    return;
+                i = bag_home(b, id);
+                while (b->slot[i] >= 0)
+                    i = (i + 1) & b->mask;
+            }
             b->slot[i] = (int32_t)b->n;
             b->id[b->n] = id;
             b->count[b->n] = d;
@@ -780,7 +833,7 @@ static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
 
     if (v->featureful) {
         if (feature_scan(v, &bag, text, ascii) < 0) {
-            bag_free(&bag, stack_slot);
+            bag_free(&bag);
             return NULL;
         }
     } else if (ascii) {
@@ -846,6 +899,10 @@ static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
     }
     if (n_urls > 0 && v->url_id >= 0)
         bag_add(&bag, v->url_id, n_urls);
+    if (bag.failed) {
+        bag_free(&bag);
+        return PyErr_NoMemory();
+    }
 
     double t1 = 0.0, t2 = 0.0;
     for (Py_ssize_t k = 0; k < bag.n; k++) {
@@ -891,11 +948,11 @@ static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
         if (rc < 0)
             goto error;
     }
-    bag_free(&bag, stack_slot);
+    bag_free(&bag);
     return Py_BuildValue("(dddd)", t1, t2, u1, u2);
 
 error:
-    bag_free(&bag, stack_slot);
+    bag_free(&bag);
     return NULL;
 }
 

@@ -49,6 +49,33 @@ def test_scorer_section(bundled_model) -> None:
     assert set(h["incremental_us"]) == set(h["paper_us"]) == set(h["speedup"]) == {2, 5}
 
 
+def test_feature_model_holds_every_feature_term(bundled_model) -> None:
+    fm = scorer.feature_model(bundled_model)
+    vocab = set(fm.vocabulary)
+    assert set(bundled_model.vocabulary) < vocab
+    assert {"neg:tired", "__lex_srl_hopelessness", "neg:__lex_srl_hopelessness",
+            "__fp_sing", "__lex_vader_neg", "__lex_empath_sadness"} <= vocab
+    sc = IncrementalScorer(fm)
+    t = scorer.throughput(sc, corpus.texts("mix", 200))
+    assert t["per_s"] > 0
+    # the features fire on the benchmark's texts
+    st = UserState()
+    for text in corpus.texts("mix", 200):
+        sc.update(st, text)
+    fired = {fm.vocabulary[i] for i in st.counts}
+    assert any(t.startswith("neg:") for t in fired) and "__fp_sing" in fired
+
+
+def test_sample_feature_model_is_shaped_like_a_trained_one() -> None:
+    from models.tokenize import Tokenizer
+
+    small = scorer.sample_feature_model(Tokenizer(version=2, negation_window=3,
+                                                  lexicons=("pronouns",)), min_df=50)
+    vocab = set(small.vocabulary)
+    assert "__fp_sing" in vocab and "neg:the" in vocab and "i" in vocab
+    assert not any(t.startswith("__lex_") for t in vocab)
+
+
 def test_state_pipeline_and_scale_sections() -> None:
     st = state.run(quick=True)
     assert st["users"] > 100 and 0 < st["bytes_median"] <= st["bytes_p99"]

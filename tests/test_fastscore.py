@@ -132,6 +132,19 @@ def test_compiled_equals_python_on_negation_and_lexicon_text(which):
     assert_same_stream(which, stream)
 
 
+@pytest.mark.parametrize("which", ["features-raw", "features-unicode-sublinear"])
+def test_short_texts_with_more_distinct_features_than_words(which):
+    # Lexicon pseudo-terms give a short text more distinct terms than the
+    # compiled loop's per-writing table is first sized for (it grows): 24
+    # characters, 32 distinct terms of the model.
+    text = "pain. no pain. joy. fear"
+    fast, _ = pair(which)
+    counted = set(fast.model.tokenizer.tokens(text)) & set(fast.model.vocabulary)
+    assert len(counted) > len(text)
+    assert_same_stream(which, [text, text.upper(), text + " café", "die. no die. kill " * 3,
+                               "i. no sad. hopeless. no joy. fear, no fear! pain; no pain"])
+
+
 @pytest.mark.parametrize("which", ["bundled", "unicode-sublinear", "features-raw"])
 def test_compiled_equals_python_on_real_posts_and_long_histories(which):
     rng = random.Random(3)

@@ -66,3 +66,15 @@ def test_bundled_model_loads_and_reports(bundled_model):
     assert bundled_model.n_nonzero > 0
     assert r["cv_folds"] == 5 and r["validation"] == "lco" and r["n_positive"] > 0
     assert len(r["cv_scores"]) >= 2
+
+
+def test_version_2_model_round_trips_with_its_feature_settings(tmp_path):
+    from tests.conftest import feature_model
+
+    m = feature_model(4, vocab_size=80)
+    m.save(tmp_path / "m")
+    loaded = PortableModel.load(tmp_path / "m")
+    assert loaded.content_hash == m.content_hash and loaded.tokenizer == m.tokenizer
+    assert loaded.tokenizer.featureful and loaded.tokenizer.lexicon_digest
+    docs = ["Not suicidal. But I want to die", "I can't sleep, hopeless"]
+    assert (loaded.predict_documents(docs) == m.predict_documents(docs)).all()
