@@ -15,7 +15,11 @@ Flink savepoints and Dataflow updates match state by them.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -30,24 +34,39 @@ from pipelines.options import (
     ScreeningOptions,
     key_source,
     make_screening_policy,
+    state_store_path,
     validate,
 )
+from storage.state_store import StateSpec
 from transforms.parse import DEAD_LETTERS, SUBMISSIONS, ParseSubmissions
 from transforms.scoring import ALERTS, SCORES, WRITINGS, ScoreUsers
 from transforms.sinks import WriteResults
-from transforms.sources import ReadSubmissions, parse_source_uri
+from transforms.sources import FilePiece, ReadSubmissions, parse_source_uri
+
+
+@dataclass(frozen=True)
+class Slice:
+    """One pipeline run's share of a bounded input: file pieces or Kafka partition reads."""
+
+    files: list[FilePiece] | None = None
+    kafka: list | None = None
 
 
 def build(p: beam.Pipeline, opts: ScreeningOptions,
-          after_success: list | None = None) -> dict[str, beam.PCollection]:
+          after_success: list | None = None, state_spec: StateSpec | None = None,
+          piece: Slice | None = None) -> dict[str, beam.PCollection]:
     """Add the screening stages to ``p``; returns the three result collections.
 
     ``after_success``, if given, receives callables to run once the pipeline
     has finished successfully (a bounded Kafka read commits its offsets then).
+    ``state_spec``: keep per-user state in a store between runs (in-process
+    runners); ``piece``: read only this slice of the input.
     """
     source = ReadSubmissions(
         opts.input, kafka_group=opts.kafka_group, kafka_start=opts.kafka_start,
-        until_caught_up=opts.until_caught_up, kafka_use_xlang=opts.kafka_use_xlang)
+        until_caught_up=opts.until_caught_up, kafka_use_xlang=opts.kafka_use_xlang,
+        file_pieces=piece.files if piece is not None else None,
+        kafka_reads=piece.kafka if piece is not None else None)
     if after_success is not None:
         after_success.append(source.after_success)
     raw = p | "Read" >> source
@@ -61,6 +80,7 @@ def build(p: beam.Pipeline, opts: ScreeningOptions,
         state_ttl_s=opts.state_ttl_days * 86_400,
         dedupe_window=opts.dedupe_window,
         store_text=not opts.no_store_text,
+        state_spec=state_spec,
     )
     dead = (parsed[DEAD_LETTERS], scored[DEAD_LETTERS]) | "MergeDeadLetters" >> beam.Flatten()
     results = {SCORES: scored[SCORES], ALERTS: scored[ALERTS], DEAD_LETTERS: dead}
@@ -199,24 +219,15 @@ def run(argv: list[str] | None = None,
             steps=len(step_labels(p)),
             dry_run=runners.is_dry_run(options),
         )
+    state_path = state_store_path(opts)
     start = time.monotonic()
+    counters: Counter = Counter()
     with progress.ProgressLine(("read", "scored", "dead_lettered", "alerts"), "scored",
                                enabled=show_progress):
-        p = beam.Pipeline(options=options)
-        after_success: list = []
-        build(p, opts, after_success)
-        result = p.run()
-        state = result.wait_until_finish()
-        if state == PipelineState.DONE:
-            for action in after_success:
-                action()
+        for piece in _slices(options, opts, state_path):
+            counters.update(_run_one(options, opts, state_path, piece))
     elapsed = time.monotonic() - start
-    # In-process runs share DuckDB connections; close them so that other
-    # processes (the review app, `earlyrisk sql`) can open the file at once.
-    from storage.duckdb_store import close_all
-
-    close_all()
-    c = _counters(result)
+    c = counters
     reasons = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith("dead_lettered.")}
     if c.get("duplicates"):
         reasons["duplicate"] = c["duplicates"]
@@ -225,9 +236,119 @@ def run(argv: list[str] | None = None,
         scored=c.get("scored", 0),
         dead_lettered=c.get("dead_lettered", 0),
         duplicates=c.get("duplicates", 0),
-        users=c.get("users_new", 0),
+        users=c.get("users_new", 0) + c.get("users_resumed", 0),
         alerts=c.get("alerts", 0),
         elapsed_s=elapsed,
         output=opts.output,
         dead_letter_reasons=reasons,
     )
+
+
+CRASH_ENV = "EARLYRISK_CRASH_AT"
+CRASH_POINTS = ("before_state_commit", "after_state_commit", "after_source_commit")
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the restart tests: SIGKILL this process at ``name``.
+
+    Set ``EARLYRISK_CRASH_AT=NAME`` (one of :data:`CRASH_POINTS`, optionally
+    ``NAME:K`` for the K-th time it is reached, 1-based) in the environment.
+    """
+    want = os.environ.get(CRASH_ENV)
+    if not want:
+        return
+    point, _, nth = want.partition(":")
+    if point != name:
+        return
+    _CRASH_SEEN[name] = _CRASH_SEEN.get(name, 0) + 1
+    if _CRASH_SEEN[name] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_CRASH_SEEN: dict[str, int] = {}
+
+
+def _slices(options: PipelineOptions, opts: ScreeningOptions, state_path: str | None):
+    """The input cut into slices (bounded input with a state store), else one whole run."""
+    scheme, location = parse_source_uri(opts.input)
+    size = opts.slice_size
+    if scheme == "kafka" and opts.until_caught_up and state_path is not None:
+        from storage.state_store import StateStore
+        from transforms.kafka_io import parse_kafka_uri, plan_reads, slice_reads
+
+        bootstrap, topic = parse_kafka_uri(opts.input)
+        stored = None
+        if opts.kafka_start == "committed":
+            store = StateStore(state_path)
+            stored = store.offsets(f"kafka:{topic}", opts.kafka_group)
+            _close_stores()
+        reads = plan_reads(bootstrap, topic, opts.kafka_group, opts.kafka_start, True,
+                           stored=stored)
+        for cut in (slice_reads(reads, size) if size else [reads]):
+            yield Slice(kafka=cut)
+        return
+    if scheme == "file" and state_path is not None and size:
+        from transforms.sources import plan_file_slices
+
+        for files in plan_file_slices(location, size):
+            yield Slice(files=files)
+        return
+    yield None
+
+
+def _close_stores() -> None:
+    # In-process runs share DuckDB connections; close them so that other
+    # processes (the review app, `earlyrisk sql`) can open the file at once.
+    from storage.duckdb_store import close_all
+
+    close_all()
+
+
+def _run_one(options: PipelineOptions, opts: ScreeningOptions, state_path: str | None,
+             piece: Slice | None) -> dict[str, int]:
+    """One pipeline run (a slice, or the whole input); then its state and offsets commit."""
+    from storage.state_store import StateStore, end_run, run_state
+
+    spec = None
+    if state_path is not None:
+        from models.portable import PortableModel
+
+        spec = StateSpec(path=state_path, run_id=uuid.uuid4().hex,
+                         model_version=PortableModel.load(opts.model).version,
+                         ttl_s=opts.state_ttl_days * 86_400,
+                         streaming=options.view_as(StandardOptions).streaming,
+                         snapshot_every_s=opts.snapshot_seconds)
+        StateStore(state_path).discard_staging()  # what killed runs left
+    p = beam.Pipeline(options=options)
+    after_success: list = []
+    results = build(p, opts, after_success, state_spec=spec, piece=piece)
+    del results
+    try:
+        result = p.run()
+        state = result.wait_until_finish()
+    except KeyboardInterrupt:
+        if spec is not None and spec.streaming:
+            # Ctrl-C on a streaming run: keep what the finished bundles changed.
+            run_state(spec).flush()
+            end_run(spec.run_id)
+            _close_stores()
+        raise
+    if state == PipelineState.DONE:
+        if spec is not None:
+            rs = run_state(spec)
+            rs.flush()
+            crash_point("before_state_commit")
+            if not spec.streaming:
+                offsets = []
+                if piece is not None and piece.kafka:
+                    offsets = [(f"kafka:{r.topic}", r.group, r.partition, r.stop)
+                               for r in piece.kafka]
+                rs.store().commit(spec.run_id, spec.model_version, spec.ttl_s, offsets)
+            crash_point("after_state_commit")
+        for action in after_success:
+            action()
+        crash_point("after_source_commit")
+    if spec is not None:
+        end_run(spec.run_id)
+    _close_stores()
+    return _counters(result)
