@@ -36,7 +36,7 @@ import duckdb
 
 from models.wire import Pseudonymizer
 
-USER_TABLES = ("scores", "alerts", "writings", "labels")
+USER_TABLES = ("scores", "alerts", "writings", "labels", "user_state", "user_state_staging")
 _PSEUDONYM = re.compile(r"^u_[0-9a-f]{20}$")
 
 
