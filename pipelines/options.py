@@ -282,17 +282,10 @@ def validate(opts: ScreeningOptions) -> None:
     if sink_scheme == "bigquery":
         _validate_bigquery(opts)
     try:
-        model = PortableModel.load(opts.model)
+        PortableModel.load(opts.model)
     except (ModelFormatError, OSError) as e:
         raise OptionsError(f"--model: {e}") from None
-    from storage.state_store import ModelMismatchError, check_model
-
-    state_path = state_store_path(opts)
-    if state_path is not None:
-        try:
-            check_model(state_path, model.version)
-        except ModelMismatchError as e:
-            raise OptionsError(str(e)) from None
+    state_store_path(opts)  # checks --state-store
 
 
 def state_store_path(opts: ScreeningOptions) -> str | None:

@@ -220,6 +220,8 @@ def run(argv: list[str] | None = None,
             dry_run=runners.is_dry_run(options),
         )
     state_path = state_store_path(opts)
+    if state_path is not None:
+        _prepare_state_store(state_path, opts)
     start = time.monotonic()
     counters: Counter = Counter()
     with progress.ProgressLine(("read", "scored", "dead_lettered", "alerts"), "scored",
@@ -296,6 +298,24 @@ def _slices(options: PipelineOptions, opts: ScreeningOptions, state_path: str | 
     yield None
 
 
+def _prepare_state_store(path: str, opts: ScreeningOptions) -> None:
+    """Open the state store (waiting, as the sinks do, while another process holds it),
+    refuse state of another model (OptionsError) and drop what killed runs staged."""
+    from models.portable import PortableModel
+    from storage.state_store import ModelMismatchError, StateStore
+    from transforms.sinks import duckdb_transient, retry_with_backoff
+
+    store = retry_with_backoff(lambda: StateStore(path), duckdb_transient,
+                               opts.sink_retry_seconds, f"opening DuckDB store {path}")
+    try:
+        store.check_model(PortableModel.load(opts.model).version)
+        store.discard_staging()
+    except ModelMismatchError as e:
+        raise OptionsError(str(e)) from None
+    finally:
+        _close_stores()
+
+
 def _close_stores() -> None:
     # In-process runs share DuckDB connections; close them so that other
     # processes (the review app, `earlyrisk sql`) can open the file at once.
@@ -307,7 +327,7 @@ def _close_stores() -> None:
 def _run_one(options: PipelineOptions, opts: ScreeningOptions, state_path: str | None,
              piece: Slice | None) -> dict[str, int]:
     """One pipeline run (a slice, or the whole input); then its state and offsets commit."""
-    from storage.state_store import StateStore, end_run, run_state
+    from storage.state_store import end_run, run_state
 
     spec = None
     if state_path is not None:
@@ -318,7 +338,6 @@ def _run_one(options: PipelineOptions, opts: ScreeningOptions, state_path: str |
                          ttl_s=opts.state_ttl_days * 86_400,
                          streaming=options.view_as(StandardOptions).streaming,
                          snapshot_every_s=opts.snapshot_seconds)
-        StateStore(state_path).discard_staging()  # what killed runs left
     p = beam.Pipeline(options=options)
     after_success: list = []
     results = build(p, opts, after_success, state_spec=spec, piece=piece)

@@ -74,13 +74,6 @@ def connection_lock() -> threading.Lock:
     return _lock
 
 
-def shared_connection_if_open(path: str | Path) -> duckdb.DuckDBPyConnection | None:
-    """This process's open connection to ``path``, if it has one (a second one would fail)."""
-    with _lock:
-        entry = _shared.get(str(Path(path).resolve()))
-    return entry[0] if entry is not None else None
-
-
 def release_connection(path: str | Path) -> None:
     """Drop one reference; the connection itself stays open until exit.
 

@@ -92,43 +92,6 @@ def ensure_state_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
-def stored_model_version(path: str | Path) -> str | None:
-    """The model version of the state in the DuckDB file at ``path`` (None: no state)."""
-    p = Path(path)
-    if not p.exists():
-        return None
-    from storage.duckdb_store import shared_connection_if_open
-
-    con = shared_connection_if_open(p)
-    own = con is None
-    if own:
-        con = duckdb.connect(str(p), read_only=True)
-    try:
-        tables = {r[0] for r in con.execute(
-            "select table_name from information_schema.tables").fetchall()}
-        if "state_meta" not in tables:
-            return None
-        row = _first(con.execute("select value from state_meta where key = ?",
-                                 [MODEL]).fetchall())
-        if row is not None:
-            return row[0]
-        row = _first(con.execute("select model_version from user_state limit 1").fetchall())
-        return row[0] if row else None
-    finally:
-        if own:
-            con.close()
-
-
-def check_model(path: str | Path, model_version: str) -> None:
-    """Refuse (ModelMismatchError) a model other than the one the stored state belongs to."""
-    stored = stored_model_version(path)
-    if stored is not None and stored != model_version:
-        raise ModelMismatchError(
-            f"the per-user state in {path} was built by model {stored}, not {model_version}: "
-            "its term counts index that model's vocabulary; write to a new store, or "
-            "replay the stream into one (see docs/RELIABILITY.md, 'Model changes')")
-
-
 @dataclass(frozen=True)
 class StateSpec:
     """What a DoFn needs to find the state store (picklable: a path and ids)."""
@@ -151,6 +114,26 @@ class StateStore:
         self._con = shared_connection(self.path)
         with _lock():
             ensure_state_schema(self._con)
+
+    def model_version(self) -> str | None:
+        """The model the stored state belongs to (None: no state yet)."""
+        with _lock():
+            row = _first(self._con.execute(
+                "select value from state_meta where key = ?", [MODEL]).fetchall())
+            if row is None:
+                row = _first(self._con.execute(
+                    "select model_version from user_state limit 1").fetchall())
+        return row[0] if row else None
+
+    def check_model(self, model_version: str) -> None:
+        """Refuse (ModelMismatchError) a model other than the one the state belongs to."""
+        stored = self.model_version()
+        if stored is not None and stored != model_version:
+            raise ModelMismatchError(
+                f"the per-user state in {self.path} was built by model {stored}, not "
+                f"{model_version}: its term counts index that model's vocabulary; write to a "
+                "new store, or run with --state-store none (see docs/RELIABILITY.md, "
+                "'Model changes')")
 
     def release(self) -> None:
         from storage.duckdb_store import release_connection
