@@ -216,7 +216,9 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
         # The user has been quiet for the TTL (in event time): forget them.
         self._expired.inc()
         user_state.clear()
-        if self._spec is not None:
+        if self._spec is not None and self._spec.streaming:
+            # Bounded runs end with the watermark at infinity, which fires every
+            # timer: that is the end of the run, not the users' silence.
             self._changed.pop(key, None)
             run_state(self._spec).expired(key)
         return iter(())
