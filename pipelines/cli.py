@@ -419,7 +419,7 @@ def _bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     p.add_argument("--results", default=str(DEFAULT_RESULTS),
-                   help="where to write the JSON results (default bench/results.json)")
+                   help=f"where to write the JSON results (default ./{DEFAULT_RESULTS})")
     p.add_argument("--keep", action="store_true",
                    help="with --only: keep the other sections' figures already in the "
                         "results file (from a run of the same kind, quick or full)")

@@ -119,6 +119,7 @@ class RunSummary:
     elapsed_s: float
     output: str
     dead_letter_reasons: dict[str, int]
+    slices: int = 1
 
     @property
     def per_second(self) -> float:
@@ -144,7 +145,8 @@ class RunSummary:
             + ("read = scored + dead-lettered" if self.balanced
                else "MISMATCH: read != scored + dead-lettered"),
             f"output               {self.output}",
-        ]
+        ] + ([f"slices               {self.slices:>10,}  (pipeline runs, state carried in the "
+               "store)"] if self.slices > 1 else [])
 
 
 def _counters(result) -> dict[str, int]:
@@ -224,10 +226,12 @@ def run(argv: list[str] | None = None,
         _prepare_state_store(state_path, opts)
     start = time.monotonic()
     counters: Counter = Counter()
+    slices = 0
     with progress.ProgressLine(("read", "scored", "dead_lettered", "alerts"), "scored",
                                enabled=show_progress):
         for piece in _slices(options, opts, state_path):
             counters.update(_run_one(options, opts, state_path, piece))
+            slices += 1
     elapsed = time.monotonic() - start
     c = counters
     reasons = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith("dead_lettered.")}
@@ -243,6 +247,7 @@ def run(argv: list[str] | None = None,
         elapsed_s=elapsed,
         output=opts.output,
         dead_letter_reasons=reasons,
+        slices=slices,
     )
 
 
