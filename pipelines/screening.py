@@ -321,6 +321,25 @@ def _prepare_state_store(path: str, opts: ScreeningOptions) -> None:
         _close_stores()
 
 
+def _stop_streaming(result, spec: StateSpec, cancel_wait_s: float = 5.0) -> None:
+    """Ctrl-C on a streaming run: snapshot the state its finished bundles changed,
+    cancel the pipeline, and snapshot again what finished meanwhile."""
+    import threading
+
+    from storage.state_store import end_run, run_state
+
+    rs = run_state(spec)
+    rs.flush()
+    # Cancelling waits for the Pub/Sub read's pull (up to 30 s without traffic):
+    # wait a little, not for ever.
+    stopper = threading.Thread(target=result.cancel, daemon=True)
+    stopper.start()
+    stopper.join(cancel_wait_s)
+    rs.flush()
+    end_run(spec.run_id)
+    _close_stores()
+
+
 def _close_stores() -> None:
     # In-process runs share DuckDB connections; close them so that other
     # processes (the review app, `earlyrisk sql`) can open the file at once.
@@ -347,15 +366,12 @@ def _run_one(options: PipelineOptions, opts: ScreeningOptions, state_path: str |
     after_success: list = []
     results = build(p, opts, after_success, state_spec=spec, piece=piece)
     del results
+    result = p.run()
     try:
-        result = p.run()
         state = result.wait_until_finish()
     except KeyboardInterrupt:
         if spec is not None and spec.streaming:
-            # Ctrl-C on a streaming run: keep what the finished bundles changed.
-            run_state(spec).flush()
-            end_run(spec.run_id)
-            _close_stores()
+            _stop_streaming(result, spec)
         raise
     if state == PipelineState.DONE:
         if spec is not None:

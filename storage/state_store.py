@@ -31,6 +31,7 @@ clock is deleted at each commit or snapshot, and treated as absent when read.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -78,6 +79,8 @@ STATE_DDL = (
     PRIMARY KEY (key)
 );""",
 )
+
+log = logging.getLogger(__name__)
 
 CLOCK = "event_clock"
 MODEL = "model_version"
@@ -323,6 +326,9 @@ class RunState:
         self._last_snapshot = time.monotonic()
         self._store: StateStore | None = None
         self._clock: float | None = None
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._flushing = threading.Lock()
         self.snapshots = 0
 
     def store(self) -> StateStore:
@@ -365,8 +371,29 @@ class RunState:
             self._expired.difference_update(rows)
         if not self.spec.streaming:
             self.flush()
-        elif time.monotonic() - self._last_snapshot >= self.spec.snapshot_every_s:
-            self.flush()
+        elif self._ticker is None:
+            self._start_ticker()
+
+    def _start_ticker(self) -> None:
+        """Streaming: snapshot every ``snapshot_every_s`` while there is something to write,
+        from a thread of its own (a quiet stream ends no bundle to snapshot from)."""
+        with self._lock:
+            if self._ticker is not None:
+                return
+            self._ticker = threading.Thread(target=self._tick, name="earlyrisk-state-snapshots",
+                                            daemon=True)
+        self._ticker.start()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.spec.snapshot_every_s):
+            try:
+                self.flush()
+            except Exception:  # the store is busy or gone: try again next time
+                log.warning("state snapshot to %s failed; retrying", self.spec.path,
+                            exc_info=True)
+
+    def stop(self) -> None:
+        self._stop.set()
 
     def expired(self, user_id: str) -> None:
         """A streaming run's expiry timer fired for ``user_id`` (bounded runs ignore it:
@@ -378,6 +405,10 @@ class RunState:
 
     def flush(self) -> int:
         """Write what is pending: to staging (bounded runs) or to user_state (streaming)."""
+        with self._flushing:  # snapshots are written in the order they are taken
+            return self._flush()
+
+    def _flush(self) -> int:
         with self._lock:
             pending, self._pending = self._pending, {}
             expired, self._expired = self._expired, set()
@@ -410,4 +441,7 @@ def run_state(spec: StateSpec) -> RunState:
 def end_run(run_id: str) -> RunState | None:
     """Forget a run's process-level state (after its commit or final snapshot)."""
     with _RUNS_LOCK:
-        return _RUNS.pop(run_id, None)
+        rs = _RUNS.pop(run_id, None)
+    if rs is not None:
+        rs.stop()
+    return rs
