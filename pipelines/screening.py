@@ -229,9 +229,13 @@ def run(argv: list[str] | None = None,
     slices = 0
     with progress.ProgressLine(("read", "scored", "dead_lettered", "alerts"), "scored",
                                enabled=show_progress):
+        run_ids: list[str] = []
         for piece in _slices(options, opts, state_path):
-            counters.update(_run_one(options, opts, state_path, piece))
+            counters.update(_run_one(options, opts, state_path, piece, run_ids))
             slices += 1
+    users = counters.get("users_new", 0) + counters.get("users_resumed", 0)
+    if slices > 1 and state_path is not None:
+        users = _users_changed(state_path, run_ids)  # each user once, not once per slice
     elapsed = time.monotonic() - start
     c = counters
     reasons = {k.split(".", 2)[2]: v for k, v in c.items() if k.startswith("dead_lettered.")}
@@ -242,7 +246,7 @@ def run(argv: list[str] | None = None,
         scored=c.get("scored", 0),
         dead_lettered=c.get("dead_lettered", 0),
         duplicates=c.get("duplicates", 0),
-        users=c.get("users_new", 0) + c.get("users_resumed", 0),
+        users=users,
         alerts=c.get("alerts", 0),
         elapsed_s=elapsed,
         output=opts.output,
@@ -348,8 +352,17 @@ def _close_stores() -> None:
     close_all()
 
 
+def _users_changed(state_path: str, run_ids: list[str]) -> int:
+    from storage.state_store import StateStore
+
+    try:
+        return StateStore(state_path).users_written(run_ids)
+    finally:
+        _close_stores()
+
+
 def _run_one(options: PipelineOptions, opts: ScreeningOptions, state_path: str | None,
-             piece: Slice | None) -> dict[str, int]:
+             piece: Slice | None, run_ids: list[str]) -> dict[str, int]:
     """One pipeline run (a slice, or the whole input); then its state and offsets commit."""
     from storage.state_store import end_run, run_state
 
@@ -362,6 +375,7 @@ def _run_one(options: PipelineOptions, opts: ScreeningOptions, state_path: str |
                          ttl_s=opts.state_ttl_days * 86_400,
                          streaming=options.view_as(StandardOptions).streaming,
                          snapshot_every_s=opts.snapshot_seconds)
+        run_ids.append(spec.run_id)
     p = beam.Pipeline(options=options)
     after_success: list = []
     results = build(p, opts, after_success, state_spec=spec, piece=piece)

@@ -178,6 +178,16 @@ class StateStore:
             return None
         return bytes(row[0])
 
+    def users_written(self, run_ids: list[str]) -> int:
+        """Users whose stored state one of ``run_ids`` wrote last."""
+        if not run_ids:
+            return 0
+        marks = ", ".join("?" for _ in run_ids)
+        with _lock():
+            return int(_first(self._con.execute(
+                f"select count(*) from user_state where run_id in ({marks})",
+                run_ids).fetchall())[0])
+
     def offsets(self, source: str, group: str) -> dict[int, int]:
         with _lock():
             rows = self._con.execute(
