@@ -15,7 +15,12 @@ Two modes, and what each guarantees about committed offsets:
   committed by :meth:`ReadFromKafkaTopic.commit_planned` *after the whole
   pipeline has finished successfully*, i.e. after every sink bundle has
   written. A failed run commits nothing; the next run re-reads the same
-  messages and the idempotent sinks keep one row per record.
+  messages and the idempotent sinks keep one row per record. With a state
+  store, ``earlyrisk run`` plans the reads itself, cuts them into slices
+  (:func:`slice_reads`), keeps each slice's stop offsets in the store in the
+  same transaction as the per-user state, and starts from those
+  (``plan_reads(stored=...)``) rather than from the broker's commit, which
+  follows (see :mod:`storage.state_store`).
 * **unbounded** (Flink, Dataflow): offsets are committed through bundle
   finalization, the Beam mechanism a runner calls once it has durably
   committed a bundle's output (Dataflow's shuffle, a Flink checkpoint). This
