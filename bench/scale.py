@@ -48,7 +48,7 @@ def run(quick: bool = False, sizes: list[tuple[int, int]] | None = None,
                                         else [(100_000, 10_000), (1_000_000, 100_000),
                                               (5_000_000, 500_000)])
     # Quick: small slices, so that CI runs the sliced path too.
-    slice_args = ["--slice-size", "2000"] if quick else []
+    slice_args = ["--slice-size", "2500"] if quick else []
     out: dict = {"core": [], "pipeline": []}
     with tempfile.TemporaryDirectory(prefix="earlyrisk-scale-") as tmp:
         for n, users in sorted(set(sizes) | set(pipeline_sizes)):
