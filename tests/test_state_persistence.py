@@ -207,3 +207,35 @@ def test_forget_removes_the_users_state(tmp_path: Path, capsys) -> None:
     assert victim not in left and left == users[1:]
     # The state's bytes are gone from the file too, not only the row.
     assert victim.encode() not in db.read_bytes()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_bigquery_output_with_a_duckdb_state_store(bq_emulator, tmp_path: Path) -> None:
+    """Rows to BigQuery (the emulator), state in a local DuckDB file: 2 runs = 1 run."""
+    from storage import bigquery_store as bqs
+
+    lines = _lines()[:300]
+    halves = []
+    for j, part in enumerate((lines[:150], lines[150:])):
+        halves.append(tmp_path / f"half{j}.jsonl")
+        halves[-1].write_bytes(b"\n".join(part) + b"\n")
+    whole_src = tmp_path / "whole.jsonl"
+    whole_src.write_bytes(b"\n".join(lines) + b"\n")
+    reference = tmp_path / "reference.duckdb"
+    _run(whole_src, reference)
+    ref = bqs.parse_bigquery_uri("bigquery://demo-project/statesplit")
+    state = tmp_path / "state.duckdb"
+    for j, half in enumerate(halves):
+        extra = ["--bq-create-tables"] if j == 0 else []
+        summary = run(["--input", f"file://{half}", "--output", ref.uri,
+                       "--state-store", f"duckdb://{state}", *extra], show_progress=False)
+        assert summary.balanced
+    cols = ("user_id", "submission_id", "writings_seen", "p_user")
+    got = sorted((r["user_id"], r["submission_id"], r["writings_seen"], round(r["p_user"], 12))
+                 for r in bqs.fetch_rows(ref, "scores"))
+    want = sorted((u, s, n, round(p, 12)) for u, s, n, p in _rows(
+        reference, f"select {', '.join(cols)} from scores"))
+    assert got == want
+    assert _rows(state, STATE) == _rows(reference, STATE)
