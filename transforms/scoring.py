@@ -186,8 +186,10 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
         if type(subs) is tuple:  # (submissions, stored state) with a state store
             subs, stored = subs
         state = user_state.read()
+        resumed = False
         if state is None:
             state = self._initial_state(user_id, stored)
+            resumed = state.n > 0  # from the store: no timer of this run covers it yet
         result = BatchResult()
         for output, record in self._processor.process(user_id, state, subs, result):
             if output == SCORES:
@@ -207,7 +209,7 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
             user_state.write(state)
             if self._spec is not None:
                 self._changed[user_id] = state
-            if result.timer_moves(state, self._ttl):
+            if resumed or result.timer_moves(state, self._ttl):
                 expiry.set(Timestamp.of(expiry_slot(state.last_event, self._ttl)))
 
     @on_timer(EXPIRY)
