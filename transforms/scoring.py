@@ -19,7 +19,16 @@ they write again, they start from zero. The timer is set to the end of the
 TTL rounded up to a slack of ``min(TTL / 64, 1 day)``, and only moved when a
 writing moves it into a later slot (setting a timer on every writing cost
 more than a tenth of the pipeline's time): a user is forgotten between the TTL
-and the TTL plus that slack after their last writing. Writings are scored in the order they
+and the TTL plus that slack after their last writing.
+
+With a ``state_spec`` (in-process runs with a state store, see
+:mod:`storage.state_store`), ``BatchByUser`` also looks up, in one query per
+batch, the stored state of the users it meets for the first time in the run,
+the stateful step starts them from it, and at the end of each bundle hands the
+states it changed to the run's :class:`~storage.state_store.RunState` (staged
+for the commit after the run, or snapshotted by a streaming run).
+
+Writings are scored in the order they
 arrive; the final state after all writings does not depend on that order
 (counts add up), but each score row reflects what had arrived by then.
 """
