@@ -40,15 +40,21 @@ def _child(job: str, *args: str, timeout: float = 3600) -> dict:
 
 
 def run(quick: bool = False, sizes: list[tuple[int, int]] | None = None,
-        pipeline_sizes: list[tuple[int, int]] | None = None, say=lambda _m: None) -> dict:
-    """Scale figures: ``sizes`` for the core, ``pipeline_sizes`` for earlyrisk run."""
+        pipeline_sizes: list[tuple[int, int]] | None = None, say=lambda _m: None,
+        slice_size: int | None = None) -> dict:
+    """Scale figures: ``sizes`` for the core, ``pipeline_sizes`` for earlyrisk run.
+
+    ``slice_size``: earlyrisk run's ``--slice-size`` (default: its own; 2,500 when quick).
+    """
     sizes = sizes if sizes is not None else ([(5_000, 500), (20_000, 2_000)] if quick
                       else [(100_000, 10_000), (1_000_000, 100_000)])
     pipeline_sizes = pipeline_sizes if pipeline_sizes is not None else ([(5_000, 500)] if quick
                                         else [(100_000, 10_000), (1_000_000, 100_000),
                                               (5_000_000, 500_000)])
     # Quick: small slices, so that CI runs the sliced path too.
-    slice_args = ["--slice-size", "2500"] if quick else []
+    if slice_size is None and quick:
+        slice_size = 2_500
+    slice_args = ["--slice-size", str(slice_size)] if slice_size else []
     out: dict = {"core": [], "pipeline": []}
     with tempfile.TemporaryDirectory(prefix="earlyrisk-scale-") as tmp:
         for n, users in sorted(set(sizes) | set(pipeline_sizes)):
