@@ -316,8 +316,6 @@ def _lock() -> threading.Lock:
     return connection_lock()
 
 
-
-
 class RunState:
     """One pipeline run's view of the store, shared by every DoFn instance in the process.
 
