@@ -41,7 +41,6 @@ from pathlib import Path
 import duckdb
 
 from models.engine import expiry_slot
-from models.scorer import UserState
 
 STATE_TABLES = ("user_state", "user_state_staging", "source_offsets", "state_meta")
 
@@ -371,9 +370,9 @@ class RunState:
         return self.store().load_one(user_id, self.spec.ttl_s, self.clock())
 
     # -- writes -------------------------------------------------------------------------
-    def changed(self, states: Mapping[str, UserState]) -> None:
-        """End of a bundle: its changed states (encoded now, by the thread that owns them)."""
-        rows = {u: (s.to_bytes(), s.n, s.last_event) for u, s in states.items()}
+    def changed(self, rows: Mapping[str, tuple[bytes, int, float]]) -> None:
+        """Changed states, encoded by the thread that changed them: user -> (state bytes,
+        writings, last event)."""
         with self._lock:
             self._pending.update(rows)
             self._expired.difference_update(rows)

@@ -140,7 +140,7 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
                  state_spec: StateSpec | None = None) -> None:
         self._model_dir = model_dir
         self._spec = state_spec
-        self._changed: dict[str, UserState] = {}
+        self._changed: dict[str, tuple[bytes, int, float]] = {}
         self._store_text = store_text
         self._policy = policy
         self._ttl = state_ttl_s
@@ -161,10 +161,18 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
                                         self._window, self._top_n, self._store_text)
         beam_tuning.install()
 
+    # Changed states are handed to the run's RunState in batches of this many
+    # users: a batch runner processes a whole slice in one bundle, and holding
+    # every changed user's decoded state until its end would keep them all alive.
+    CHANGED_BATCH = 10_000
+
     def start_bundle(self) -> None:
         self._changed = {}
 
     def finish_bundle(self) -> None:
+        self._hand_over()
+
+    def _hand_over(self) -> None:
         if self._spec is not None and self._changed:
             changed, self._changed = self._changed, {}
             run_state(self._spec).changed(changed)
@@ -217,7 +225,10 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
             progress.tick("scored", result.scored)
             user_state.write(state)
             if self._spec is not None:
-                self._changed[user_id] = state
+                # Encoded now (the state object lives on in the runner's cache).
+                self._changed[user_id] = (state.to_bytes(), state.n, state.last_event)
+                if len(self._changed) >= self.CHANGED_BATCH:
+                    self._hand_over()
             if resumed or result.timer_moves(state, self._ttl):
                 expiry.set(Timestamp.of(expiry_slot(state.last_event, self._ttl)))
 
