@@ -44,12 +44,13 @@ def _core(path: str) -> dict:
             "replay_cpu_s": round(replay_cpu, 2)}
 
 
-def _pipeline(path: str, out: str) -> dict:
+def _pipeline(path: str, out: str, *extra: str) -> dict:
     from pipelines.screening import run
 
     s = run(["--input", f"file://{path}", "--output", f"duckdb://{out}", "--raw-user-ids",
-             "--runner", "direct"], show_progress=False)
-    return {"scored": s.scored, "users": s.users, "balanced": s.balanced}
+             "--runner", "direct", *extra], show_progress=False)
+    return {"scored": s.scored, "users": s.users, "balanced": s.balanced,
+            "slices": s.slices}
 
 
 def _train(out: str, *extra: str) -> dict:

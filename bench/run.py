@@ -84,6 +84,12 @@ def targets(r: dict) -> list[dict]:
             pl["share_of_ceiling"] >= 0.6)
         add("pipeline submissions/s", pl["earlyrisk_per_s"], ">= 5,000",
             pl["earlyrisk_per_s"] >= 5_000)
+    sl = r.get("scale")
+    if sl:
+        by_n = {s["submissions"]: s for s in sl.get("pipeline", [])}
+        if 1_000_000 in by_n and 5_000_000 in by_n:
+            ratio = round(by_n[5_000_000]["peak_rss_mib"] / by_n[1_000_000]["peak_rss_mib"], 2)
+            add("pipeline peak RSS, 5M vs 1M submissions", ratio, "< 1.5", ratio < 1.5)
     st = r.get("state")
     if st:
         add("state bytes per term (median user)", st["bytes_per_term_median"], "<= 8",
@@ -164,7 +170,8 @@ def table(r: dict) -> str:
             for s in sl.get(mode, []):
                 lines.append(f"{mode:<9}{s['submissions']:>10,} subs {s['users']:>8,} users  "
                              f"{s['per_s']:>8,} subs/s  {s['us_per_submission']:>7} us/sub  "
-                             f"peak RSS {s['peak_rss_mib']:,} MiB")
+                             f"peak RSS {s['peak_rss_mib']:,} MiB"
+                             + (f"  {s['slices']} slices" if s.get("slices", 1) > 1 else ""))
     tr = r.get("training")
     if tr:
         lines.append(f"== training (earlyrisk train, bundled real posts, {tr['arguments']})")

@@ -599,10 +599,11 @@ def _forget_parser(sub) -> argparse.ArgumentParser:
         "forget",
         help="delete everything stored about a user (retention, erasure requests)",
         description="Delete a user's rows from every table of the store (scores, alerts, "
-        "writings, labels, and dead letters that name them), then rewrite the file so no "
-        "trace remains in it. Give the Reddit name (its pseudonym is computed with the "
-        "pipeline's key: $EARLYRISK_PSEUDONYM_KEY or the key file) or the pseudonym. "
-        "Pipeline state and broker retention are separate: see docs/RELIABILITY.md.",
+        "writings, labels, their stored per-user state, and dead letters that name them), "
+        "then rewrite the file so no trace remains in it. Give the Reddit name (its "
+        "pseudonym is computed with the pipeline's key: $EARLYRISK_PSEUDONYM_KEY or the key "
+        "file) or the pseudonym. State held by a running or remote pipeline and broker "
+        "retention are separate: see docs/RELIABILITY.md.",
     )
     p.add_argument("--user", action="append", required=True,
                    help="Reddit user name or pseudonym (u_...); repeat for several")

@@ -25,6 +25,7 @@ from transforms.sinks import DEFAULT_RETRY_BUDGET_S
 DEFAULT_INPUT = f"file://{SIMULATED_DIR / 'test.jsonl.gz'}"
 DEFAULT_OUTPUT = "duckdb://earlyrisk.duckdb"
 KEY_ENV = "EARLYRISK_PSEUDONYM_KEY"
+DEFAULT_SLICE_SIZE = 200_000
 
 
 class OptionsError(ValueError):
@@ -78,6 +79,20 @@ class ScreeningOptions(PipelineOptions):
             "--state_ttl_days", "--state-ttl-days", type=float,
             default=DEFAULT_STATE_TTL_S / 86_400,
             help="forget users quiet this long in event time (default 365)")
+        parser.add_argument(
+            "--state_store", "--state-store", default="auto",
+            help="where in-process runs keep per-user state between runs: 'auto' (the "
+                 "--output store when it is duckdb://, else none), duckdb://PATH, or 'none' "
+                 "(every run starts from empty state); see docs/RELIABILITY.md")
+        parser.add_argument(
+            "--slice_size", "--slice-size", type=int, default=DEFAULT_SLICE_SIZE,
+            help="bounded inputs with a state store are run in consecutive slices of this "
+                 "many messages, state carried in the store, so memory does not grow with the "
+                 f"input (default {DEFAULT_SLICE_SIZE:,}; 0: one slice)")
+        parser.add_argument(
+            "--snapshot_seconds", "--snapshot-seconds", type=float, default=10.0,
+            help="streaming runs with a state store: write changed per-user state to it at "
+                 "most this often, and when stopped (default 10)")
         parser.add_argument(
             "--dedupe_window", "--dedupe-window", type=int, default=DEFAULT_DEDUPE_WINDOW,
             help="recent submission ids remembered per user to drop redeliveries "
@@ -292,6 +307,10 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError("--state-ttl-days must be positive")
     if opts.dedupe_window < 1:
         raise OptionsError("--dedupe-window must be at least 1")
+    if opts.slice_size < 0:
+        raise OptionsError("--slice-size must not be negative")
+    if opts.snapshot_seconds <= 0:
+        raise OptionsError("--snapshot-seconds must be positive")
     if opts.max_message_bytes < 1024:
         raise OptionsError("--max-message-bytes must be at least 1024")
     if opts.max_future_skew_hours < 0:
@@ -321,3 +340,27 @@ def validate(opts: ScreeningOptions) -> None:
         PortableModel.load(opts.model)
     except (ModelFormatError, OSError) as e:
         raise OptionsError(f"--model: {e}") from None
+    state_store_path(opts)  # checks --state-store
+
+
+def state_store_path(opts: ScreeningOptions) -> str | None:
+    """The DuckDB file holding per-user state between in-process runs, or None.
+
+    Remote runners keep state in their own checkpoints; so does nothing here.
+    """
+    from pipelines.runners import waits_for_completion
+    from transforms.sinks import SinkURIError, parse_sink_uri
+
+    choice = (opts.state_store or "auto").strip()
+    if choice == "none" or not waits_for_completion(opts):
+        return None
+    uri = opts.output if choice == "auto" else choice
+    try:
+        scheme, location = parse_sink_uri(uri)
+    except SinkURIError as e:
+        raise OptionsError(f"--state-store: {e}") from None
+    if scheme != "duckdb":
+        if choice == "auto":
+            return None
+        raise OptionsError("--state-store must be duckdb://PATH, 'auto' or 'none'")
+    return location

@@ -75,6 +75,11 @@ def shared_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
         return entry[0]
 
 
+def connection_lock() -> threading.Lock:
+    """The lock every statement on a shared connection is run under."""
+    return _lock
+
+
 def release_connection(path: str | Path, close_if_unused: bool = False) -> None:
     """Drop one reference; the connection itself stays open until exit.
 

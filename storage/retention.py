@@ -8,8 +8,9 @@ with ``--raw-user-ids``.
 
 What is deleted, in one transaction:
 
-* every row of ``scores``, ``alerts``, ``writings`` and ``labels`` whose
-  ``user_id`` is one of those identifiers;
+* every row of ``scores``, ``alerts``, ``writings``, ``labels`` and the
+  per-user state (``user_state``, ``user_state_staging``) whose ``user_id``
+  is one of those identifiers;
 * every ``dead_letters`` row whose raw payload names the user (as the
   ``author`` or ``user_id`` of a JSON object, or as a quoted string in a
   payload that is not JSON at all).
@@ -19,11 +20,13 @@ the store is then rewritten into a fresh file that replaces the old one: after
 ``forget`` returns, the user's text is no longer anywhere in the file.
 
 The review app's own database next to a DuckDB store (``NAME.review.sqlite``:
-verdicts, case notes and audit entries about the user) is purged the same way.
+verdicts, case notes and audit entries about the user) is purged the same way, and
+so is the per-user state kept between in-process runs (``user_state``).
 
-Not covered here (see docs/RELIABILITY.md, "Retention"): the pipeline's
-per-user state (expires after ``--state-ttl-days`` of silence), messages still
-retained by Kafka or Pub/Sub, and copies made outside the store.
+Not covered here (see docs/RELIABILITY.md, "Retention"): per-user state held
+by a running pipeline or a remote runner (expires after ``--state-ttl-days`` of
+silence), messages still retained by Kafka or Pub/Sub, and copies made outside
+the store.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import duckdb
 
 from models.wire import Pseudonymizer
 
-USER_TABLES = ("scores", "alerts", "writings", "labels")
+USER_TABLES = ("scores", "alerts", "writings", "labels", "user_state", "user_state_staging")
 _PSEUDONYM = re.compile(r"^u_[0-9a-f]{20}$")
 
 

@@ -81,9 +81,11 @@ def test_state_pipeline_and_scale_sections() -> None:
     assert st["users"] > 100 and 0 < st["bytes_median"] <= st["bytes_p99"]
     pl = pipeline.run(n_submissions=300, n_users=30, repeat=1)
     assert pl["submissions"] == 300 and pl["share_of_ceiling"] > 0
-    sc = scale.run(sizes=[(400, 40)], pipeline_sizes=[(300, 30)])
+    sc = scale.run(sizes=[(400, 40)], pipeline_sizes=[(300, 30)], slice_size=100)
     assert sc["core"][0]["scored"] == 400 and sc["core"][0]["users"] <= 40
     assert sc["pipeline"][0]["scored"] == 300 and sc["pipeline"][0]["balanced"]
+    # Three pipeline runs, the state carried between them: each user counted once.
+    assert sc["pipeline"][0]["slices"] == 3 and sc["pipeline"][0]["users"] <= 30
     assert all(s["peak_rss_mib"] > 0 for s in sc["core"] + sc["pipeline"])
     r = {"machine": machine(), "state": st, "pipeline": pl, "scale": sc}
     r["targets"] = targets(r)

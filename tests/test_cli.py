@@ -86,9 +86,19 @@ def test_accounting_dead_letters_and_known_positives(tmp_path, capsys):
     for (terms,) in con.execute("select top_terms from alerts").fetchall():
         assert json.loads(terms), "alert without explanation"
     con.close()
-    # Re-running the same input leaves the same rows (idempotent sinks).
-    assert main(argv) == 0
+    # Re-running the same input without the stored state leaves the same rows
+    # (idempotent sinks).
+    assert main([*argv, "--state-store", "none"]) == 0
     assert counts(db) == c
+    # With it (the default), the store remembers every user's recent ids: each
+    # submission is a redelivery, dead-lettered once; no score row is added.
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "scored                        0" in capsys.readouterr().out
+    again = counts(db)
+    assert again["dead_letters"] == c["dead_letters"] + len(lines)
+    assert {k: v for k, v in again.items() if k != "dead_letters"} == \
+        {k: v for k, v in c.items() if k != "dead_letters"}
 
 
 def test_sql_command(tmp_path, capsys):

@@ -15,7 +15,12 @@ Two modes, and what each guarantees about committed offsets:
   committed by :meth:`ReadFromKafkaTopic.commit_planned` *after the whole
   pipeline has finished successfully*, i.e. after every sink bundle has
   written. A failed run commits nothing; the next run re-reads the same
-  messages and the idempotent sinks keep one row per record.
+  messages and the idempotent sinks keep one row per record. With a state
+  store, ``earlyrisk run`` plans the reads itself, cuts them into slices
+  (:func:`slice_reads`), keeps each slice's stop offsets in the store in the
+  same transaction as the per-user state, and starts from those
+  (``plan_reads(stored=...)``) rather than from the broker's commit, which
+  follows (see :mod:`storage.state_store`).
 * **unbounded** (Flink, Dataflow): offsets are committed through bundle
   finalization, the Beam mechanism a runner calls once it has durably
   committed a bundle's output (Dataflow's shuffle, a Flink checkpoint). This
@@ -37,6 +42,7 @@ really ends (on Apache Kafka the probe finds nothing and costs one fetch).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
@@ -208,8 +214,14 @@ def _partitions(consumer, bootstrap: str, topic: str, timeout_s: float) -> list[
 
 def plan_reads(bootstrap: str, topic: str, group: str = DEFAULT_GROUP,
                start: str = "committed", until_caught_up: bool = False,
-               timeout_s: float = 15.0) -> list[PartitionRead]:
-    """One :class:`PartitionRead` per partition of ``topic``, as of now."""
+               timeout_s: float = 15.0,
+               stored: dict[int, int] | None = None) -> list[PartitionRead]:
+    """One :class:`PartitionRead` per partition of ``topic``, as of now.
+
+    ``stored``: with ``start="committed"``, offsets kept next to the per-user
+    state in the store (see :mod:`storage.state_store`); they win over the
+    group's broker commit, which may lag them after a run killed in between.
+    """
     from confluent_kafka import TopicPartition
 
     if start not in START_POSITIONS:
@@ -239,10 +251,31 @@ def plan_reads(bootstrap: str, topic: str, group: str = DEFAULT_GROUP,
             first = high[p]
         else:
             first = committed.get(p, _NO_OFFSET)
+            if stored and p in stored:
+                first = stored[p]
             first = low[p] if first < 0 else max(first, low[p])
         stop = max(high[p], first) if until_caught_up else None
         reads.append(PartitionRead(bootstrap, topic, p, group, first, stop))
     return reads
+
+
+def slice_reads(reads: list[PartitionRead], size: int) -> list[list[PartitionRead]]:
+    """Bounded reads cut into consecutive slices of about ``size`` messages in all."""
+    if size < 1:
+        raise ValueError("slice size must be at least 1")
+    per = max(1, -(-size // max(1, len(reads))))
+    slices: list[list[PartitionRead]] = []
+    pos = {r.partition: r.start for r in reads}
+    while True:
+        cut = []
+        for r in reads:
+            start = pos[r.partition]
+            stop = min(r.stop, start + per)
+            cut.append(dataclasses.replace(r, start=start, stop=stop))
+            pos[r.partition] = stop
+        slices.append(cut)
+        if all(pos[r.partition] >= r.stop for r in reads):
+            return slices
 
 
 def commit_offsets(reads: list[PartitionRead], timeout_s: float = 15.0) -> None:
@@ -427,8 +460,10 @@ class ReadFromKafkaTopic(beam.PTransform):
     """Raw messages of one Kafka topic, read by a splittable DoFn (see module docstring)."""
 
     def __init__(self, bootstrap: str, topic: str, group: str = DEFAULT_GROUP,
-                 start: str = "committed", until_caught_up: bool = False) -> None:
+                 start: str = "committed", until_caught_up: bool = False,
+                 reads: list[PartitionRead] | None = None) -> None:
         super().__init__()
+        self._planned_reads = reads
         self._bootstrap = bootstrap
         self._topic = topic
         self._group = group
@@ -437,8 +472,11 @@ class ReadFromKafkaTopic(beam.PTransform):
         self.reads: list[PartitionRead] = []
 
     def expand(self, pbegin):
-        self.reads = plan_reads(self._bootstrap, self._topic, self._group, self._start,
-                                self._until_caught_up)
+        if self._planned_reads is not None:  # planned by the caller (a slice of a run)
+            self.reads = list(self._planned_reads)
+        else:
+            self.reads = plan_reads(self._bootstrap, self._topic, self._group, self._start,
+                                    self._until_caught_up)
         log.info("kafka reads planned: %s", self.reads)
         fn = _ReadPartitionFn() if self._until_caught_up else _ReadPartitionUnboundedFn()
         return (

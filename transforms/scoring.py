@@ -19,7 +19,16 @@ they write again, they start from zero. The timer is set to the end of the
 TTL rounded up to a slack of ``min(TTL / 64, 1 day)``, and only moved when a
 writing moves it into a later slot (setting a timer on every writing cost
 more than a tenth of the pipeline's time): a user is forgotten between the TTL
-and the TTL plus that slack after their last writing. Writings are scored in the order they
+and the TTL plus that slack after their last writing.
+
+With a ``state_spec`` (in-process runs with a state store, see
+:mod:`storage.state_store`), ``BatchByUser`` also looks up, in one query per
+batch, the stored state of the users it meets for the first time in the run,
+the stateful step starts them from it, and at the end of each bundle hands the
+states it changed to the run's :class:`~storage.state_store.RunState` (staged
+for the commit after the run, or snapshotted by a streaming run).
+
+Writings are scored in the order they
 arrive; the final state after all writings does not depend on that order
 (counts add up), but each score row reflects what had arrived by then.
 """
@@ -29,6 +38,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import Coder
@@ -55,6 +65,7 @@ from models.portable import DEFAULT_MODEL_DIR, PortableModel
 from models.records import ScoreRecord, Submission
 from models.scorer import DEFAULT_DEDUPE_WINDOW, IncrementalScorer, UserState
 from pipelines import progress
+from storage.state_store import StateSpec, run_state
 from transforms import beam_tuning
 
 __all__ = ["ALERTS", "DEFAULT_STATE_TTL_S", "SCORES", "WRITINGS", "BatchByUser", "ScoreUsers",
@@ -125,8 +136,11 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
 
     def __init__(self, model_dir: str | None, policy: IncrementalPolicy, state_ttl_s: float,
-                 dedupe_window: int, top_n: int, store_text: bool) -> None:
+                 dedupe_window: int, top_n: int, store_text: bool,
+                 state_spec: StateSpec | None = None) -> None:
         self._model_dir = model_dir
+        self._spec = state_spec
+        self._changed: dict[str, tuple[bytes, int, float]] = {}
         self._store_text = store_text
         self._policy = policy
         self._ttl = state_ttl_s
@@ -138,6 +152,7 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
         self._dupes = Metrics.counter("earlyrisk", "duplicates")
         self._dead = Metrics.counter("earlyrisk", "dead_lettered")
         self._new_users = Metrics.counter("earlyrisk", "users_new")
+        self._resumed = Metrics.counter("earlyrisk", "users_resumed")
         self._expired = Metrics.counter("earlyrisk", "users_expired")
 
     def setup(self) -> None:
@@ -146,18 +161,52 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
                                         self._window, self._top_n, self._store_text)
         beam_tuning.install()
 
+    # Changed states are handed to the run's RunState in batches of this many
+    # users: a batch runner processes a whole slice in one bundle, and holding
+    # every changed user's decoded state until its end would keep them all alive.
+    CHANGED_BATCH = 10_000
+
+    def start_bundle(self) -> None:
+        self._changed = {}
+
+    def finish_bundle(self) -> None:
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._spec is not None and self._changed:
+            changed, self._changed = self._changed, {}
+            run_state(self._spec).changed(changed)
+
+    def _initial_state(self, user_id: str, stored: bytes | None) -> UserState:
+        """A user the runner holds no state for: from the store, else a fresh one.
+
+        ``stored`` is what BatchByUser looked up (b"": nothing stored; None: not
+        looked up in this batch, e.g. a retried bundle, so look now).
+        """
+        if self._spec is not None:
+            if stored is None:
+                stored = run_state(self._spec).lookup(user_id)
+            if stored:
+                self._resumed.inc()
+                return CachedUserState.from_bytes(stored)
+        self._new_users.inc()
+        return CachedUserState()
+
     def process(
         self,
-        element: tuple[str, list[Submission]],
+        element: tuple[str, list[Submission] | tuple[list[Submission], bytes | None]],
         user_state=beam.DoFn.StateParam(USER_STATE),
         expiry=beam.DoFn.TimerParam(EXPIRY),
     ) -> Iterator:
         user_id, subs = element
+        stored = None
+        if type(subs) is tuple:  # (submissions, stored state) with a state store
+            subs, stored = subs
         state = user_state.read()
-        new_user = state is None
-        if new_user:
-            state = CachedUserState()
-            self._new_users.inc()
+        resumed = False
+        if state is None:
+            state = self._initial_state(user_id, stored)
+            resumed = state.n > 0  # from the store: no timer of this run covers it yet
         result = BatchResult()
         for output, record in self._processor.process(user_id, state, subs, result):
             if output == SCORES:
@@ -175,14 +224,25 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
             self._scored.inc(result.scored)
             progress.tick("scored", result.scored)
             user_state.write(state)
-            if result.timer_moves(state, self._ttl):
+            if self._spec is not None:
+                # Encoded now (the state object lives on in the runner's cache).
+                self._changed[user_id] = (state.to_bytes(), state.n, state.last_event)
+                if len(self._changed) >= self.CHANGED_BATCH:
+                    self._hand_over()
+            if resumed or result.timer_moves(state, self._ttl):
                 expiry.set(Timestamp.of(expiry_slot(state.last_event, self._ttl)))
 
     @on_timer(EXPIRY)
-    def expire(self, user_state=beam.DoFn.StateParam(USER_STATE)) -> Iterator:
+    def expire(self, key=beam.DoFn.KeyParam,
+               user_state=beam.DoFn.StateParam(USER_STATE)) -> Iterator:
         # The user has been quiet for the TTL (in event time): forget them.
         self._expired.inc()
         user_state.clear()
+        if self._spec is not None and self._spec.streaming:
+            # Bounded runs end with the watermark at infinity, which fires every
+            # timer: that is the end of the run, not the users' silence.
+            self._changed.pop(key, None)
+            run_state(self._spec).expired(key)
         return iter(())
 
 
@@ -198,8 +258,9 @@ class BatchByUser(beam_tuning.CachedSignatures, beam.DoFn):
     batches are emitted. Its timestamp is the earliest of its submissions'.
     """
 
-    def __init__(self, max_held: int = 50_000) -> None:
+    def __init__(self, max_held: int = 50_000, state_spec: StateSpec | None = None) -> None:
         self._max_held = max_held
+        self._spec = state_spec
         self._batches: dict = {}
         self._held = 0
 
@@ -226,8 +287,16 @@ class BatchByUser(beam_tuning.CachedSignatures, beam.DoFn):
 
     def _emit(self) -> Iterator:
         batches, self._batches, self._held = self._batches, {}, 0
+        if self._spec is None:
+            for (user_id, window), (timestamp, subs) in batches.items():
+                yield WindowedValue((user_id, subs), timestamp, (window,))
+            return
+        # With a state store: look up, in one query, the stored state of every
+        # user not met before in this run, and hand it over with the batch.
+        stored = run_state(self._spec).prefetch(u for u, _ in batches)
+        get = stored.get
         for (user_id, window), (timestamp, subs) in batches.items():
-            yield WindowedValue((user_id, subs), timestamp, (window,))
+            yield WindowedValue((user_id, (subs, get(user_id))), timestamp, (window,))
 
 
 class ScoreUsers(beam.PTransform):
@@ -241,14 +310,16 @@ class ScoreUsers(beam.PTransform):
         dedupe_window: int = DEFAULT_DEDUPE_WINDOW,
         top_n: int = 8,
         store_text: bool = True,
+        state_spec: StateSpec | None = None,
     ) -> None:
         super().__init__()
+        self._spec = state_spec
         if state_ttl_s <= 0:
             raise ValueError("state TTL must be positive")
         if dedupe_window < 1:
             raise ValueError("dedupe window must be at least 1")
         self._fn = _ScoreUserDoFn(model_dir, policy, state_ttl_s, dedupe_window, top_n,
-                                  store_text)
+                                  store_text, state_spec)
 
     def expand(self, submissions):
         # Local streaming runs: the DirectRunner scans every user's expiry timer
@@ -257,8 +328,9 @@ class ScoreUsers(beam.PTransform):
         beam_tuning.install_direct_timer_scan()
         results = (
             submissions
-            | "BatchByUser" >> beam.ParDo(BatchByUser())
-            .with_output_types(tuple[str, list[Submission]])
+            | "BatchByUser" >> beam.ParDo(BatchByUser(state_spec=self._spec))
+            .with_output_types(tuple[str, list[Submission]] if self._spec is None
+                               else tuple[str, Any])
             | "ScoreUser" >> beam.ParDo(self._fn)
             .with_output_types(ScoreRecord)
             .with_outputs(ALERTS, DEAD_LETTERS, WRITINGS, main=SCORES)

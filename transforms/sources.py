@@ -87,17 +87,79 @@ def parse_source_uri(uri: str) -> tuple[str, str]:
                          "(supported: file://, kafka://, pubsub://)")
 
 
+class FilePiece(NamedTuple):
+    """Lines ``first`` to ``last`` (1-based, inclusive) of one file; a slice of a bounded run.
+
+    ``start_byte`` is where line ``first`` starts, for files that can seek
+    (uncompressed); -1 for compressed files, which are read up to ``first``.
+    """
+
+    path: str
+    first: int
+    last: int
+    start_byte: int = -1
+
+
+def _compressed(path: str) -> bool:
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return CompressionTypes.detect_compression_type(path) != CompressionTypes.UNCOMPRESSED
+
+
+def plan_file_slices(pattern: str, slice_lines: int) -> list[list[FilePiece]]:
+    """The files matching ``pattern`` cut into consecutive slices of ``slice_lines`` lines.
+
+    One pass over the input, counting lines (and, for uncompressed files,
+    noting where each slice starts so that its read can seek there).
+    """
+    if slice_lines < 1:
+        raise ValueError("slice size must be at least 1")
+    matches = FileSystems.match([pattern])[0].metadata_list
+    if not matches:
+        raise SourceURIError(f"no file matches {pattern!r}")
+    slices: list[list[FilePiece]] = []
+    current: list[FilePiece] = []
+    room = slice_lines
+    for path in sorted(m.path for m in matches):
+        seekable = not _compressed(path)
+        with FileSystems.open(path) as f:
+            n = 0
+            first, start = 1, 0
+            pos = 0
+            while line := f.readline():
+                n += 1
+                pos += len(line)
+                room -= 1
+                if room == 0:
+                    current.append(FilePiece(path, first, n, start if seekable else -1))
+                    slices.append(current)
+                    current, room = [], slice_lines
+                    first, start = n + 1, pos
+            if n >= first:
+                current.append(FilePiece(path, first, n, start if seekable else -1))
+    if current:
+        slices.append(current)
+    return slices or [[]]
+
+
 class _ReadLinesFn(beam.DoFn):
-    """Reads a (possibly compressed) text file line by line, with line numbers."""
+    """Reads a (possibly compressed) text file, or a piece of one, with line numbers."""
 
     def __init__(self) -> None:
         self._read = Metrics.counter("earlyrisk", "read")
 
-    def process(self, path: str) -> Iterator[RawMessage]:
+    def process(self, item: str | FilePiece) -> Iterator[RawMessage]:
+        piece = item if isinstance(item, FilePiece) else FilePiece(item, 1, -1)
+        path = piece.path
         with FileSystems.open(path) as f:
             n = 0
-            while line := f.readline():
+            if piece.start_byte >= 0:
+                f.seek(piece.start_byte)
+                n = piece.first - 1
+            while n != piece.last and (line := f.readline()):
                 n += 1
+                if n < piece.first:
+                    continue
                 line = line.rstrip(b"\r\n")
                 if not line.strip():
                     continue  # blank lines are not messages
@@ -106,7 +168,7 @@ class _ReadLinesFn(beam.DoFn):
                 yield RawMessage(f"file:{path}:{n}", line)
 
 
-def _paths(_impulse: bytes, paths: list[str]) -> list[str]:
+def _paths(_impulse: bytes, paths: list) -> list:
     return paths
 
 
@@ -117,19 +179,23 @@ class ReadJsonLines(beam.PTransform):
     number as its source position (dead letters point at it exactly).
     """
 
-    def __init__(self, pattern: str) -> None:
+    def __init__(self, pattern: str, pieces: list[FilePiece] | None = None) -> None:
         super().__init__()
         self._pattern = pattern
+        self._pieces = pieces
 
     def expand(self, pbegin):
-        matches = FileSystems.match([self._pattern])[0].metadata_list
-        if not matches:
-            raise SourceURIError(f"no file matches {self._pattern!r}")
-        paths = sorted(m.path for m in matches)
+        if self._pieces is not None:
+            paths: list = list(self._pieces)
+        else:
+            matches = FileSystems.match([self._pattern])[0].metadata_list
+            if not matches:
+                raise SourceURIError(f"no file matches {self._pattern!r}")
+            paths = sorted(m.path for m in matches)
         return (
             pbegin
             | "Start" >> beam.Impulse()
-            | "ListFiles" >> beam.FlatMap(_paths, paths).with_output_types(str)
+            | "ListFiles" >> beam.FlatMap(_paths, paths)
             | "ReadLines" >> beam.ParDo(_ReadLinesFn()).with_output_types(RawMessage)
         )
 
@@ -179,8 +245,11 @@ class ReadSubmissions(beam.PTransform):
 
     def __init__(self, uri: str, *, kafka_group: str = "earlyrisk",
                  kafka_start: str = "committed", until_caught_up: bool = False,
-                 kafka_use_xlang: bool = False) -> None:
+                 kafka_use_xlang: bool = False, file_pieces: list[FilePiece] | None = None,
+                 kafka_reads: list | None = None) -> None:
         super().__init__()
+        self._file_pieces = file_pieces
+        self._kafka_reads = kafka_reads
         self._uri = uri
         self._scheme, self._location = parse_source_uri(uri)
         self._kafka = dict(group=kafka_group, start=kafka_start)
@@ -208,9 +277,15 @@ class ReadSubmissions(beam.PTransform):
                 return pbegin | "ReadKafkaXlang" >> ReadFromKafkaXlang(
                     bootstrap, topic, **self._kafka)
             self._kafka_read = ReadFromKafkaTopic(
-                bootstrap, topic, until_caught_up=self._until_caught_up, **self._kafka)
+                bootstrap, topic, until_caught_up=self._until_caught_up, reads=self._kafka_reads,
+                **self._kafka)
             return pbegin | "ReadKafka" >> self._kafka_read
-        return pbegin | "ReadJsonLines" >> ReadJsonLines(self._location)
+        return pbegin | "ReadJsonLines" >> ReadJsonLines(self._location, self._file_pieces)
+
+    @property
+    def kafka_reads(self) -> list:
+        """The planned Kafka partition reads (after the pipeline is built)."""
+        return self._kafka_read.reads if self._kafka_read is not None else []
 
     def after_success(self) -> None:
         """Call once the pipeline finished successfully: commits bounded Kafka reads."""
