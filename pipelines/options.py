@@ -87,8 +87,8 @@ class ScreeningOptions(PipelineOptions):
         parser.add_argument(
             "--slice_size", "--slice-size", type=int, default=DEFAULT_SLICE_SIZE,
             help="bounded inputs with a state store are run in consecutive slices of this "
-                 "many messages, state carried in the store, so memory does not grow with the "
-                 f"input (default {DEFAULT_SLICE_SIZE:,}; 0: one slice)")
+                 "many messages, state carried in the store, so the records buffered are the "
+                 f"slice's, not the input's (default {DEFAULT_SLICE_SIZE:,}; 0: one slice)")
         parser.add_argument(
             "--snapshot_seconds", "--snapshot-seconds", type=float, default=10.0,
             help="streaming runs with a state store: write changed per-user state to it at "
