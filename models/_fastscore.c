@@ -830,7 +830,8 @@ static int feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
  * terms: looked up one after the other, each costs two cache misses (its
  * index slot, then its entry) paid in series. Knowing CPython 3.11's dict
  * layout, the loop below asks for all the index slots at once, then for all
- * the entries, so the misses overlap; PyDict_* then do the real work. A
+ * the entries, so the misses overlap; counts_get then reads the counts and
+ * PyDict_SetItem writes them. A
  * prefetch never faults and changes no result; the only reads are of the
  * dict's header and its index table, both valid memory. Other Python
  * versions (another layout) skip it. */
