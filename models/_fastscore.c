@@ -70,12 +70,16 @@ static inline int is_bound(Py_UCS4 ch)
     return ch == 0x2026 || ch == 0x2013 || ch == 0x2014 || ch == 0x201C || ch == 0x201D;
 }
 
-/* A slot of the table: 8 bytes, so a probe touches one cache line. The tag
- * (high half of the key's hash) rules out almost every non-match before the
- * key's bytes are read. */
+/* A slot of the table: 16 bytes, so a probe touches one cache line. It holds
+ * the key's first eight bytes (zero-padded), its length and its flags: for a
+ * key of up to eight bytes (most words) a probe decides without reading
+ * anything else; longer keys compare the rest of their bytes in blob. */
 typedef struct {
-    uint32_t tag;
+    uint64_t head;        /* the key's first 8 bytes (see key_hash), zero-padded */
     int32_t key;          /* -1: empty */
+    uint16_t len;
+    uint8_t flags;        /* the key's F_* (a copy of KeyRef.flags) */
+    uint8_t pad;
 } Slot;
 
 /* A key: where its bytes are in blob, and what tokenizer version 2 features
@@ -89,6 +93,15 @@ typedef struct {
     int32_t neg_of;       /* term id of "neg:KEY", -1 if none */
 } KeyRef;
 
+/* What scoring needs of a term, together: one cache line for a term's
+ * weights and key. */
+typedef struct {
+    double w;             /* coef * idf */
+    double q;             /* idf ** 2 */
+    PyObject *id;         /* its id as a Python int, made once */
+    void *pad;            /* 32 bytes: two to a cache line */
+} TermInfo;
+
 typedef struct {
     PyObject_HEAD
     Py_ssize_t n_terms;   /* keys 0 .. n_terms - 1 are the vocabulary's terms */
@@ -97,9 +110,7 @@ typedef struct {
     Slot *slots;          /* open addressing, linear probing */
     KeyRef *keys;         /* per key */
     char *blob;
-    double *w;            /* coef * idf per term id */
-    double *q;            /* idf ** 2 per term id */
-    PyObject **ids;       /* a Python int per term id, made once */
+    TermInfo *term;       /* per term id */
     int32_t url_id;       /* id of the URL token, -1 if not in the vocabulary */
     int max_len;          /* longest term the tokenizer keeps */
     int sublinear;
@@ -125,13 +136,32 @@ static inline int pair_maybe(const Vocab *v, int32_t a, int32_t b)
     return (int)(v->pairs[bit >> 6] >> (bit & 63) & 1);
 }
 
-static inline uint64_t fnv1a(const unsigned char *s, Py_ssize_t n)
+/* Hash of a key's bytes (the table's own: any good mix will do), and in
+ * *head its first eight bytes (see Slot). Eight bytes at a time, so a word
+ * costs a multiply or two, not one per byte. */
+static inline uint64_t key_hash(const unsigned char *s, Py_ssize_t n, uint64_t *head)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        h ^= s[i];
-        h *= 1099511628211ULL;
+    uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ULL;
+    int short_key = n < 8;
+    if (!short_key)
+        memcpy(head, s, 8);
+    while (n >= 8) {
+        uint64_t x;
+        memcpy(&x, s, 8);
+        h = (h ^ x) * 0xBF58476D1CE4E5B9ULL;
+        h ^= h >> 31;
+        s += 8;
+        n -= 8;
     }
+    uint64_t x = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        x |= (uint64_t)s[i] << (8 * i);
+    if (short_key)
+        *head = x;
+    h = (h ^ x) * 0xBF58476D1CE4E5B9ULL;
+    h ^= h >> 29;
+    h *= 0x94D049BB133111EBULL;
+    h ^= h >> 32;
     return h;
 }
 
@@ -156,36 +186,43 @@ static inline int same_bytes(const char *a, const unsigned char *b, Py_ssize_t n
     return 1;
 }
 
-static int32_t vocab_find(const Vocab *v, const unsigned char *s, Py_ssize_t n)
+/* The key of bytes s[0..n), -1 if none; *flags: its flags (0 if none). */
+static inline int32_t vocab_find_flags(const Vocab *v, const unsigned char *s, Py_ssize_t n,
+                                       unsigned char *flags)
 {
-    uint64_t h = fnv1a(s, n);
-    uint32_t tag = (uint32_t)(h >> 32);
-    uint64_t i = h & v->mask;
+    uint64_t head;
+    uint64_t i = key_hash(s, n, &head) & v->mask;
     for (;;) {
-        Slot slot = v->slots[i];
-        if (slot.key < 0)
+        const Slot *slot = &v->slots[i];
+        if (slot->key < 0) {
+            *flags = 0;
             return -1;
-        if (slot.tag == tag) {
-            KeyRef r = v->keys[slot.key];
-            if (r.len == (uint32_t)n && same_bytes(v->blob + r.off, s, n))
-                return slot.key;
+        }
+        if (slot->head == head && slot->len == n
+            && (n <= 8 || same_bytes(v->blob + v->keys[slot->key].off + 8, s + 8, n - 8))) {
+            *flags = slot->flags;
+            return slot->key;
         }
         i = (i + 1) & v->mask;
     }
 }
 
+static int32_t vocab_find(const Vocab *v, const unsigned char *s, Py_ssize_t n)
+{
+    unsigned char flags;
+    return vocab_find_flags(v, s, n, &flags);
+}
+
 static void Vocab_dealloc(Vocab *v)
 {
-    if (v->ids) {
+    if (v->term) {
         for (Py_ssize_t i = 0; i < v->n_terms; i++)
-            Py_XDECREF(v->ids[i]);
+            Py_XDECREF(v->term[i].id);
     }
-    PyMem_Free(v->ids);
+    PyMem_Free(v->term);
     PyMem_Free(v->slots);
     PyMem_Free(v->keys);
     PyMem_Free(v->blob);
-    PyMem_Free(v->w);
-    PyMem_Free(v->q);
     PyMem_Free(v->hits);
     PyMem_Free(v->pairs);
     Py_TYPE(v)->tp_free((PyObject *)v);
@@ -200,12 +237,15 @@ static void table_insert(Vocab *v, int32_t k, const char *pos, Py_ssize_t len)
     v->keys[k].hit_n = 0;
     v->keys[k].hit_off = 0;
     v->keys[k].neg_of = -1;
-    uint64_t h = fnv1a((const unsigned char *)pos, len);
-    uint64_t s = h & v->mask;
+    uint64_t head;
+    uint64_t s = key_hash((const unsigned char *)pos, len, &head) & v->mask;
     while (v->slots[s].key >= 0)
         s = (s + 1) & v->mask;
     v->slots[s].key = k;
-    v->slots[s].tag = (uint32_t)(h >> 32);
+    v->slots[s].head = head;
+    v->slots[s].len = (uint16_t)len;
+    v->slots[s].flags = 0;
+    v->slots[s].pad = 0;
 }
 
 /* Vocab(terms, w, q, url_term, max_len, sublinear, negation_window=0, extra=None,
@@ -293,9 +333,7 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
     v->slots = PyMem_Malloc(cap * sizeof(Slot));
     v->keys = PyMem_Calloc(n_cap ? n_cap : 1, sizeof(KeyRef));
     v->blob = PyMem_Malloc(blob_size ? blob_size : 1);
-    v->w = PyMem_Malloc((n ? n : 1) * sizeof(double));
-    v->q = PyMem_Malloc((n ? n : 1) * sizeof(double));
-    v->ids = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
+    v->term = PyMem_Calloc(n ? n : 1, sizeof(TermInfo));
     v->hits = PyMem_Malloc((n_hits ? n_hits : 1) * sizeof(int32_t));
     Py_ssize_t n_pairs = pairs ? PyList_GET_SIZE(pairs) : 0;
     uint64_t pair_bits = 1 << 12;
@@ -303,13 +341,13 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
         pair_bits <<= 1;
     v->pair_mask = pair_bits - 1;
     v->pairs = PyMem_Calloc(pair_bits / 64, sizeof(uint64_t));
-    if (!v->slots || !v->keys || !v->blob || !v->w || !v->q || !v->ids || !v->hits
+    if (!v->slots || !v->keys || !v->blob || !v->term || !v->hits
         || !v->pairs) {
         PyErr_NoMemory();
         return -1;
     }
     for (uint64_t i = 0; i < cap; i++) {
-        v->slots[i].tag = 0;
+        memset(&v->slots[i], 0, sizeof(Slot));
         v->slots[i].key = -1;
     }
 
@@ -317,12 +355,12 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
     v->n_keys = 0;
     char *pos = v->blob;
     for (Py_ssize_t i = 0; i < n; i++) {
-        v->w[i] = PyFloat_AsDouble(PyList_GET_ITEM(w, i));
-        v->q[i] = PyFloat_AsDouble(PyList_GET_ITEM(q, i));
+        v->term[i].w = PyFloat_AsDouble(PyList_GET_ITEM(w, i));
+        v->term[i].q = PyFloat_AsDouble(PyList_GET_ITEM(q, i));
         if (PyErr_Occurred())
             return -1;
-        v->ids[i] = PyLong_FromSsize_t(i);
-        if (!v->ids[i])
+        v->term[i].id = PyLong_FromSsize_t(i);
+        if (!v->term[i].id)
             return -1;
         PyObject *t = PyList_GET_ITEM(terms, i);
         Py_ssize_t len = PyBytes_GET_SIZE(t);
@@ -404,6 +442,10 @@ static int Vocab_init(Vocab *v, PyObject *args, PyObject *kwds)
         }
         uint64_t bit = pair_bit(v, ka, kb);
         v->pairs[bit >> 6] |= 1ULL << (bit & 63);
+    }
+    for (uint64_t i = 0; i <= v->mask; i++) {
+        if (v->slots[i].key >= 0)
+            v->slots[i].flags = v->keys[v->slots[i].key].flags;
     }
     v->neg_window = neg_window;
     v->featureful = neg_window > 0 || v->has_lex;
@@ -621,8 +663,8 @@ static inline void clause_end(Clause *cl)
 static ALWAYS_INLINE void feature_word(const Vocab *v, Clause *cl, Bag *bag,
                                        const unsigned char *term, Py_ssize_t len)
 {
-    int32_t k = vocab_find(v, term, len);
-    unsigned char fl = k >= 0 ? v->keys[k].flags : 0;
+    unsigned char fl;
+    int32_t k = vocab_find_flags(v, term, len, &fl);
     int in_scope = 0;
     if (v->neg_window) {
         if ((fl & F_CUE)
@@ -682,8 +724,7 @@ static ALWAYS_INLINE void feature_word(const Vocab *v, Clause *cl, Bag *bag,
         memcpy(cl->key + kpos, cl->wptr[s], cl->wlen[s]);
         cl->key[kpos + cl->wlen[s]] = ' ';
         n_words++;
-        k = vocab_find(v, cl->key + kpos, KEY_CAP - kpos);
-        fl = k >= 0 ? v->keys[k].flags : 0;
+        k = vocab_find_flags(v, cl->key + kpos, KEY_CAP - kpos, &fl);
     }
 }
 
@@ -783,6 +824,121 @@ static int feature_scan(const Vocab *v, Bag *bag, PyObject *text, int ascii)
         PyMem_Free(buf);
     return 0;
 }
+
+/* Prefetching the user's count dict. The dict of a user with a long history
+ * is far bigger than the caches, and one writing touches some tens of its
+ * terms: looked up one after the other, each costs two cache misses (its
+ * index slot, then its entry) paid in series. Knowing CPython 3.11's dict
+ * layout, the loop below asks for all the index slots at once, then for all
+ * the entries, so the misses overlap; counts_get then reads the counts and
+ * PyDict_SetItem writes them. A
+ * prefetch never faults and changes no result; the only reads are of the
+ * dict's header and its index table, both valid memory. Other Python
+ * versions (another layout) skip it. */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000 && defined(__GNUC__)
+#define PREFETCH_COUNTS 1
+typedef struct {             /* struct _dictkeysobject of CPython 3.11 */
+    Py_ssize_t dk_refcnt;
+    uint8_t dk_log2_size;
+    uint8_t dk_log2_index_bytes;
+    uint8_t dk_kind;         /* 0: DICT_KEYS_GENERAL (any keys, 24-byte entries) */
+    uint32_t dk_version;
+    Py_ssize_t dk_usable;
+    Py_ssize_t dk_nentries;
+    char dk_indices[];
+} DictKeys311;
+
+typedef struct {
+    Py_hash_t me_hash;
+    PyObject *me_key;
+    PyObject *me_value;
+} DictEntry311;
+
+static inline Py_ssize_t dict_index(const DictKeys311 *dk, int ib, size_t i)
+{
+    switch (ib) {
+    case 0: return ((const int8_t *)dk->dk_indices)[i];
+    case 1: return ((const int16_t *)dk->dk_indices)[i];
+    case 2: return ((const int32_t *)dk->dk_indices)[i];
+    default: return (Py_ssize_t)((const int64_t *)dk->dk_indices)[i];
+    }
+}
+
+/* Prefetch the first probe of each id of ids[0..n) in counts (an int's hash
+ * is itself for ids this small), and then its entry. */
+static void prefetch_counts(const Vocab *v, PyObject *counts, const int32_t *ids,
+                            Py_ssize_t n)
+{
+    for (Py_ssize_t k = 0; k < n; k++)
+        __builtin_prefetch(&v->term[ids[k]]);
+    const DictKeys311 *dk = (const DictKeys311 *)((PyDictObject *)counts)->ma_keys;
+    if (((PyDictObject *)counts)->ma_values != NULL || dk->dk_kind != 0 || n < 2)
+        return;
+    int ib = dk->dk_log2_index_bytes - dk->dk_log2_size;
+    if (ib < 0 || ib > 3)
+        return;
+    size_t mask = ((size_t)1 << dk->dk_log2_size) - 1;
+    for (Py_ssize_t k = 0; k < n; k++)
+        __builtin_prefetch(dk->dk_indices + (((size_t)ids[k] & mask) << ib));
+    const DictEntry311 *ep =
+        (const DictEntry311 *)(dk->dk_indices + ((size_t)1 << dk->dk_log2_index_bytes));
+    Py_ssize_t n_entries = dk->dk_nentries;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        __builtin_prefetch(v->term[ids[k]].id);  /* PyDict_SetItem increfs it */
+        Py_ssize_t ix = dict_index(dk, ib, (size_t)ids[k] & mask);
+        if (ix >= 0 && ix < n_entries)
+            __builtin_prefetch(&ep[ix]);
+    }
+    /* Prefetches have no effect GCC must keep: without this, it finds the
+     * function pure and drops the call. */
+    __asm__ __volatile__("" : : : "memory");
+}
+
+/* The value of key (the int id, whose hash is id itself) in counts, found as
+ * CPython 3.11's lookup finds it (same probe sequence), in the entries just
+ * prefetched and without a call: 1 and *value (borrowed) if there, 0 if not,
+ * -1 if this cannot tell (another table kind, or a key of equal hash that is
+ * not an int) and PyDict_GetItemWithError must. Reads only. */
+static inline int counts_get(PyObject *counts, PyObject *key, int32_t id, PyObject **value)
+{
+    const DictKeys311 *dk = (const DictKeys311 *)((PyDictObject *)counts)->ma_keys;
+    if (((PyDictObject *)counts)->ma_values != NULL || dk->dk_kind != 0)
+        return -1;
+    int ib = dk->dk_log2_index_bytes - dk->dk_log2_size;
+    if (ib < 0 || ib > 3)
+        return -1;
+    size_t mask = ((size_t)1 << dk->dk_log2_size) - 1;
+    const DictEntry311 *ep0 =
+        (const DictEntry311 *)(dk->dk_indices + ((size_t)1 << dk->dk_log2_index_bytes));
+    size_t i = (size_t)id & mask, perturb = (size_t)id;
+    for (;;) {
+        Py_ssize_t ix = dict_index(dk, ib, i);
+        if (ix == -1) {   /* DKIX_EMPTY */
+            *value = NULL;
+            return 0;
+        }
+        if (ix >= 0) {
+            const DictEntry311 *ep = &ep0[ix];
+            if (ep->me_key == key) {
+                *value = ep->me_value;
+                return 1;
+            }
+            if (ep->me_hash == (Py_hash_t)id) {
+                if (!PyLong_CheckExact(ep->me_key))
+                    return -1;
+                int overflow;
+                long other = PyLong_AsLongAndOverflow(ep->me_key, &overflow);
+                if (!overflow && other == id) {
+                    *value = ep->me_value;
+                    return 1;
+                }
+            }
+        }
+        perturb >>= 5;  /* PERTURB_SHIFT */
+        i = (i * 5 + perturb + 1) & mask;
+    }
+}
+#endif
 
 /* Vocab.update(text, n_urls, counts, u1, u2) -> (t1, t2, u1, u2), or None
  *
@@ -904,13 +1060,23 @@ static PyObject *Vocab_update(Vocab *v, PyObject *const *args, Py_ssize_t nargs)
         return PyErr_NoMemory();
     }
 
+#ifdef PREFETCH_COUNTS
+    prefetch_counts(v, counts, bag.id, bag.n);
+#endif
     double t1 = 0.0, t2 = 0.0;
     for (Py_ssize_t k = 0; k < bag.n; k++) {
         int32_t id = bag.id[k];
         long d = bag.count[k];
-        double w = v->w[id], q = v->q[id];
-        PyObject *key = v->ids[id];
-        PyObject *old = PyDict_GetItemWithError(counts, key);
+        double w = v->term[id].w, q = v->term[id].q;
+        PyObject *key = v->term[id].id;
+        PyObject *old;
+#ifdef PREFETCH_COUNTS
+        int got = counts_get(counts, key, id, &old);
+        if (got < 0)
+            old = PyDict_GetItemWithError(counts, key);
+#else
+        old = PyDict_GetItemWithError(counts, key);
+#endif
         long c = 0;
         if (old != NULL) {
             c = PyLong_AsLong(old);

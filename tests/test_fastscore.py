@@ -157,6 +157,37 @@ def test_compiled_equals_python_on_real_posts_and_long_histories(which):
     assert_same_stream(which, stream)
 
 
+@pytest.mark.parametrize("which", ["bundled", "features-raw"])
+def test_compiled_reads_count_dicts_it_did_not_build(which):
+    # The compiled loop reads the user's count dict itself (CPython's probe
+    # sequence, models/_fastscore.c counts_get): its keys may be int objects it
+    # did not make (a state restored from bytes), the dict may hold deleted
+    # slots, and a key may share a term id's hash without being equal to it.
+    fast, slow = pair(which)
+    rng = random.Random(8)
+    posts = real_posts()
+    first = [rng.choice(posts) for _ in range(150)]
+    then = [rng.choice(posts) for _ in range(150)] + [t.upper() for t in first[:50]]
+    built = UserState()
+    for text in first:
+        fast.update(built, text)
+    restored = UserState.from_bytes(built.to_bytes())
+    edited = UserState.from_bytes(built.to_bytes())
+    for k in list(edited.counts)[::3]:  # delete and re-add: dummy slots, fresh ints
+        edited.counts[int(str(k))] = edited.counts.pop(k)
+    common = max(built.counts, key=built.counts.get)  # a term the next texts have too
+    alien = 2**61 - 1 + common  # hash(alien) == hash(common), alien != common
+    for st_ in (restored, edited):
+        st_.counts[alien] = 1
+    for st_ in (restored, edited):
+        want = UserState.from_bytes(built.to_bytes())
+        want.counts[alien] = 1
+        for text in then:
+            assert fast.update(st_, text) == slow.update(want, text)
+        assert st_.counts == want.counts and (st_.s1, st_.s2) == (want.s1, want.s2)
+        assert st_.counts[alien] == 1
+
+
 def test_compiled_scorer_is_the_default_and_can_be_switched_off(bundled_model, monkeypatch):
     assert IncrementalScorer(bundled_model).compiled
     monkeypatch.setenv(PURE_PYTHON_ENV, "1")
