@@ -49,12 +49,20 @@ EXTRAS = {
 
 def _resource_dirs(package: str) -> list[str]:
     """Every file under each sub-directory of ``package`` that is not a Python package
-    (models/default/, models/lexicons/, ..., or all of data/): shipped as package data, so
+    (models/default/, ..., or all of data/), and the non-Python files of
+    sub-packages (models/lexicons/): shipped as package data, so
     that a new resource directory is installed without editing this file."""
     patterns = []
     for d in sorted(Path(package).iterdir()):
-        if d.is_dir() and d.name != "__pycache__" and not (d / "__init__.py").exists():
+        if not d.is_dir() or d.name == "__pycache__":
+            continue
+        if not (d / "__init__.py").exists():
             patterns.append(f"{d.name}/**/*")
+            continue
+        # A sub-package with resources beside its modules (models/lexicons/): its
+        # non-Python files, by name.
+        patterns.extend(f"{d.name}/{f.name}" for f in sorted(d.iterdir())
+                        if f.is_file() and f.suffix not in (".py", ".pyc"))
     return patterns
 
 

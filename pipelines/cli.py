@@ -288,7 +288,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _model_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "model",
-        help="describe a model ('earlyrisk model show')",
+        help=SUMMARIES["model"],
         description="'earlyrisk model show [--model DIR]' prints a model card: data, labels, "
         "validation figures, top positive and negative terms with weight and community "
         "concentration, non-zero count.",

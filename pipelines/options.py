@@ -363,4 +363,6 @@ def state_store_path(opts: ScreeningOptions) -> str | None:
         if choice == "auto":
             return None
         raise OptionsError("--state-store must be duckdb://PATH, 'auto' or 'none'")
+    if Path(location).is_dir():
+        raise OptionsError(f"--state-store: {location} is a directory; give the DuckDB file")
     return location

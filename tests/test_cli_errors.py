@@ -31,7 +31,7 @@ CASES: list[tuple[list[str], str]] = [
     (["run", "--input", "file://{dir}/missing.jsonl"], "does not exist"),
     (["run", "--output", "duckdb://{dir}"], "is a directory"),
     (["run", "--state-store", "bogus://x", "--output", "duckdb://{db}"], "--state-store"),
-    (["run", "--state-store", "duckdb://{dir}", "--output", "duckdb://{db}"], "Is a directory"),
+    (["run", "--state-store", "duckdb://{dir}", "--output", "duckdb://{db}"], "is a directory"),
     (["run", "--slice-size", "-5", "--output", "duckdb://{db}"], "--slice-size"),
     (["run", "--snapshot-seconds", "0", "--output", "duckdb://{db}"], "--snapshot-seconds"),
     (["run", "--engine", "spark"], "--engine"),
