@@ -65,6 +65,20 @@ def _train(out: str, *extra: str) -> dict:
     return {"exit": code, "output": buf.getvalue().strip().splitlines()}
 
 
+def _peak_tree_rss_mib() -> dict:
+    """Peak resident memory of this process and the worker processes it waited for.
+
+    A sliced run starts one worker process per slice, one at a time, so the
+    peak of the whole tree is at most this process's peak plus the largest
+    worker's (``RUSAGE_CHILDREN``: the largest descendant waited for). That
+    sum is reported as ``peak_rss_mib``: an upper bound, never an undercount.
+    """
+    own = _peak_rss_mib()
+    workers = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    return {"peak_rss_mib": round(own + workers, 1), "peak_rss_parent_mib": own,
+            "peak_rss_largest_worker_mib": workers}
+
+
 def _peak_rss_mib() -> float:
     # VmHWM is this process's own high-water mark. getrusage's ru_maxrss is
     # not: Linux carries it over fork and exec, so a child would report its
@@ -87,7 +101,9 @@ def main(argv: list[str]) -> int:
     w0, c0 = time.perf_counter(), time.process_time()
     figures = jobs[job](*args)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-    figures.update(wall_s=round(wall, 2), cpu_s=round(cpu, 2), peak_rss_mib=_peak_rss_mib())
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu += children.ru_utime + children.ru_stime  # the workers' CPU time too
+    figures.update(wall_s=round(wall, 2), cpu_s=round(cpu, 2), **_peak_tree_rss_mib())
     with open(result_path, "w", encoding="utf-8") as f:
         json.dump(figures, f)
     return 0
