@@ -131,8 +131,7 @@ class _Worker:
             print(f"earlyrisk: slice {self.index} of {self.total}: its worker process was "
                   f"killed by {sig.name}; the slices before it are committed, run again to "
                   "continue", file=sys.stderr, flush=True)
-            if sig not in (signal.SIGKILL, signal.SIGSTOP):
-                signal.signal(sig, signal.SIG_DFL)
+            signal.signal(sig, signal.SIG_DFL)
             os.kill(os.getpid(), sig)
             time.sleep(5)
             raise SliceFailedError(f"slice {self.index} killed by {sig.name}")
