@@ -123,12 +123,9 @@ def _run_failure(e: Exception) -> str | None:
     """A one-line reason for a run that failed for an operational reason, else None."""
     import duckdb
 
-    from pipelines.slice_worker import SliceFailedError
     from transforms.sinks import SinkUnavailableError
 
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
-    if isinstance(e, SliceFailedError):
-        return first
     if isinstance(e, SinkUnavailableError):
         return (f"{first}; nothing after the last written bundle was acknowledged, "
                 "so running again resumes without loss")

@@ -29,12 +29,6 @@ def reset() -> None:
     _counts.clear()
 
 
-def set_counts(counts: dict[str, int]) -> None:
-    """Replace the totals (a run in worker processes reports them from there)."""
-    for key, value in counts.items():
-        _counts[key] = value
-
-
 class ProgressLine:
     """Context manager printing ``read N | scored N | ... | N/s`` on stderr."""
 

@@ -245,20 +245,9 @@ def run(argv: list[str] | None = None,
         run_ids: list[str] = []
         interrupted = False
         try:
-            pieces = list(_slices(options, opts, state_path))
-            if len(pieces) > 1 and not options.view_as(StandardOptions).streaming:
-                # A fresh process per slice: what a pipeline run leaves behind in
-                # the process is given back, so peak memory is one slice's.
-                from pipelines.slice_worker import run_slices
-
-                done = run_slices(_argv_of(argv), pieces, show_progress)
-                counters.update(done.counters)
-                run_ids += done.run_ids
-                slices, interrupted = done.slices, done.interrupted
-            else:
-                for piece in pieces:
-                    counters.update(_run_one(options, opts, state_path, piece, run_ids))
-                    slices += 1
+            for piece in _slices(options, opts, state_path):
+                counters.update(_run_one(options, opts, state_path, piece, run_ids))
+                slices += 1
         except _InterruptedError as e:
             counters.update(e.counters)
             slices += 1
@@ -287,12 +276,6 @@ def run(argv: list[str] | None = None,
         interrupted=interrupted,
         slices=slices,
     )
-
-
-def _argv_of(argv: list[str] | None) -> list[str]:
-    import sys
-
-    return list(argv) if argv is not None else sys.argv[1:]
 
 
 class _InterruptedError(Exception):
@@ -325,15 +308,6 @@ def crash_point(name: str) -> None:
 
 
 _CRASH_SEEN: dict[str, int] = {}
-
-
-def crash_seen_from_env() -> None:
-    """A slice worker counts the crash points its parent's earlier slices passed."""
-    import json
-
-    from pipelines.slice_worker import SEEN_ENV
-
-    _CRASH_SEEN.update(json.loads(os.environ.get(SEEN_ENV) or "{}"))
 
 
 def _slices(options: PipelineOptions, opts: ScreeningOptions, state_path: str | None):
