@@ -66,17 +66,18 @@ def _train(out: str, *extra: str) -> dict:
 
 
 def _peak_tree_rss_mib() -> dict:
-    """Peak resident memory of this process and the worker processes it waited for.
+    """Peak resident memory of this process and of any child process it waited for.
 
-    A sliced run starts one worker process per slice, one at a time, so the
-    peak of the whole tree is at most this process's peak plus the largest
-    worker's (``RUSAGE_CHILDREN``: the largest descendant waited for). That
-    sum is reported as ``peak_rss_mib``: an upper bound, never an undercount.
+    ``RUSAGE_CHILDREN`` is the largest such descendant's peak; with children
+    running one at a time, this process's peak plus theirs bounds the peak of
+    the whole process tree from above (``peak_rss_mib``). The job runs in
+    process today (children: 0 MiB); if it ever starts helper processes, the
+    figure still counts them.
     """
     own = _peak_rss_mib()
-    workers = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
-    return {"peak_rss_mib": round(own + workers, 1), "peak_rss_parent_mib": own,
-            "peak_rss_largest_worker_mib": workers}
+    children = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)
+    return {"peak_rss_mib": round(own + children, 1), "peak_rss_own_mib": own,
+            "peak_rss_largest_child_mib": children}
 
 
 def _peak_rss_mib() -> float:
@@ -102,7 +103,7 @@ def main(argv: list[str]) -> int:
     figures = jobs[job](*args)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu += children.ru_utime + children.ru_stime  # the workers' CPU time too
+    cpu += children.ru_utime + children.ru_stime  # child processes' CPU time too
     figures.update(wall_s=round(wall, 2), cpu_s=round(cpu, 2), **_peak_tree_rss_mib())
     with open(result_path, "w", encoding="utf-8") as f:
         json.dump(figures, f)

@@ -171,11 +171,7 @@ def table(r: dict) -> str:
                 lines.append(f"{mode:<9}{s['submissions']:>10,} subs {s['users']:>8,} users  "
                              f"{s['per_s']:>8,} subs/s  {s['us_per_submission']:>7} us/sub  "
                              f"peak RSS {s['peak_rss_mib']:,} MiB"
-                             + (f"  {s['slices']} slices (parent "
-                                f"{s['peak_rss_parent_mib']:,} + largest worker "
-                                f"{s['peak_rss_largest_worker_mib']:,} MiB)"
-                                if s.get("slices", 1) > 1 and "peak_rss_parent_mib" in s
-                                else ""))
+                             + (f"  {s['slices']} slices" if s.get("slices", 1) > 1 else ""))
     tr = r.get("training")
     if tr:
         lines.append(f"== training (earlyrisk train, bundled real posts, {tr['arguments']})")
