@@ -105,13 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_policy(opts):
-    from models.policy import make_policy
+    from models.policy import policy_from_options
 
-    name, _, args = (opts.policy or "incremental").partition(":")
-    if name == "incremental" and not args:
-        args = repr(opts.threshold)
     try:
-        return make_policy(name, args or None, opts.max_alerts_per_user)
+        return policy_from_options(opts.policy, opts.threshold, opts.max_alerts_per_user)
     except ValueError as e:
         raise UsageError(f"--policy: {e}") from None
 

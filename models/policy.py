@@ -152,3 +152,14 @@ def make_policy(name: str, args: str | None = None, max_alerts: int = 1) -> Poli
     except KeyError:
         raise ValueError(f"unknown policy {name!r} (known: {', '.join(POLICIES)})") from None
     return factory(args, max_alerts)
+
+
+def policy_from_options(spec: str | None, threshold: float, max_alerts: int = 1) -> Policy:
+    """The policy of a run's ``--policy NAME[:ARGS]`` (``incremental`` takes ``threshold``).
+
+    Every engine's command line goes through this one function; ValueError with a reason.
+    """
+    name, _, args = (spec or "incremental").partition(":")
+    if name == "incremental" and not args:
+        args = repr(threshold)
+    return make_policy(name, args or None, max_alerts)

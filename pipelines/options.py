@@ -243,13 +243,10 @@ def _check_pubsub_source(opts: ScreeningOptions) -> None:
 
 def make_screening_policy(opts: ScreeningOptions):
     """The decision policy named by --policy (incremental takes --threshold)."""
-    from models.policy import make_policy
+    from models.policy import policy_from_options
 
-    name, _, args = (opts.policy or "incremental").partition(":")
-    if name == "incremental" and not args:
-        args = repr(opts.threshold)
     try:
-        return make_policy(name, args or None, opts.max_alerts_per_user)
+        return policy_from_options(opts.policy, opts.threshold, opts.max_alerts_per_user)
     except ValueError as e:
         raise OptionsError(f"--policy: {e}") from None
 
