@@ -9,6 +9,8 @@ emulator (part of the machine image) is not installed.
 from __future__ import annotations
 
 import contextlib
+import gzip
+import json
 from collections.abc import Iterator
 
 from bench import services
@@ -50,3 +52,20 @@ def produce_round_robin(bootstrap: str, topic: str, payloads: list[bytes], *,
         counts[i % 2] += 1
     assert producer.flush(flush_timeout_s) == 0
     return counts
+
+
+def recent_bundled_writings(n: int, now: float, age_s: float) -> list[dict]:
+    """The first ``n`` writings of the bundled test stream as a live stream: creation times
+    restamped to one a second from ``now - age_s`` (expiry timers run on event time)."""
+    from corpora.simulate import SIMULATED_DIR
+
+    out: list[dict] = []
+    with gzip.open(SIMULATED_DIR / "test.jsonl.gz") as f:
+        for line in f:
+            if line.strip():
+                out.append(json.loads(line))
+            if len(out) == n:
+                break
+    for i, d in enumerate(out):
+        d["created_utc"] = round(now - age_s + i, 3)
+    return out

@@ -9,7 +9,6 @@ emulator is not installed.
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 import time
@@ -20,30 +19,15 @@ import pytest
 from apache_beam.options.pipeline_options import StandardOptions
 from apache_beam.runners.runner import PipelineState
 
-from corpora.simulate import SIMULATED_DIR
 from pipelines.options import ScreeningOptions
 from pipelines.screening import build, pipeline_options
 from storage.duckdb_store import release_connection, shared_connection
-from tests.services import pubsub_emulator
+from tests.services import pubsub_emulator, recent_bundled_writings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROJECT = "demo-project"
 N = 40
-
-
-def _submissions(now: float) -> list[dict]:
-    out = []
-    with gzip.open(SIMULATED_DIR / "test.jsonl.gz") as f:
-        for line in f:
-            if line.strip():
-                out.append(json.loads(line))
-            if len(out) == N:
-                break
-    # A live stream: creation times are recent (the state TTL timer is event-time).
-    for i, d in enumerate(out):
-        d["created_utc"] = round(now - 600 + i, 3)
-    return out
 
 
 def _count(cur, sql: str) -> int:
@@ -92,7 +76,7 @@ def test_streaming_rows_arrive_while_running(tmp_path: Path, kind: str) -> None:
         con = shared_connection(db)
         cur = con.cursor()
         try:
-            subs = _submissions(time.time())
+            subs = recent_bundled_writings(N, time.time(), 600)
             deadline = time.monotonic() + 90
             ids = []
             # Publish until the source has subscribed (a topic source subscribes

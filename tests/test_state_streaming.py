@@ -10,7 +10,6 @@ one. The final state of each user equals a batch run over the same writings.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
@@ -22,30 +21,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from corpora.simulate import SIMULATED_DIR
 from models.scorer import UserState
 from pipelines.screening import run
 from storage.duckdb_store import shared_connection
-from tests.services import pubsub_emulator
+from tests.services import pubsub_emulator, recent_bundled_writings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PROJECT = "demo-project"
 N = 120
-
-
-def _writings(now: float) -> list[dict]:
-    out = []
-    with gzip.open(SIMULATED_DIR / "test.jsonl.gz") as f:
-        for line in f:
-            if line.strip():
-                out.append(json.loads(line))
-            if len(out) == N:
-                break
-    # A live stream: recent creation times (the expiry timer runs on event time).
-    for i, d in enumerate(out):
-        d["created_utc"] = round(now - 3600 + i, 3)
-    return out
 
 
 def _states(cur) -> dict[str, UserState]:
@@ -94,7 +78,7 @@ def _phase(db: Path, source: str, publisher, topic: str, messages: list[dict],
 
 
 def test_streaming_state_snapshots_and_resumes(tmp_path: Path) -> None:
-    writings = _writings(time.time())
+    writings = recent_bundled_writings(N, time.time(), 3600)
     part_a, part_b = writings[: N // 2], writings[N // 2:]
     db = tmp_path / "stream.duckdb"
     with pubsub_emulator():
