@@ -235,8 +235,10 @@ def run(argv: list[str] | None = None,
             dry_run=runners.is_dry_run(options),
         )
     state_path = state_store_path(opts)
+    model_version = None
     if state_path is not None:
-        _prepare_state_store(state_path, opts)
+        # The model's version, read once: every slice's state is tied to it.
+        model_version = _prepare_state_store(state_path, opts)
     start = time.monotonic()
     counters: Counter = Counter()
     slices = 0
@@ -246,7 +248,8 @@ def run(argv: list[str] | None = None,
         interrupted = False
         try:
             for piece in _slices(options, opts, state_path):
-                counters.update(_run_one(options, opts, state_path, piece, run_ids))
+                counters.update(_run_one(options, opts, state_path, model_version, piece,
+                                         run_ids))
                 slices += 1
         except _InterruptedError as e:
             counters.update(e.counters)
@@ -338,9 +341,10 @@ def _slices(options: PipelineOptions, opts: ScreeningOptions, state_path: str | 
     yield None
 
 
-def _prepare_state_store(path: str, opts: ScreeningOptions) -> None:
+def _prepare_state_store(path: str, opts: ScreeningOptions) -> str:
     """Open the state store (waiting, as the sinks do, while another process holds it),
-    refuse state of another model (OptionsError) and drop what killed runs staged."""
+    refuse state of another model (OptionsError) and drop what killed runs staged;
+    the model's version."""
     from models.portable import PortableModel
     from storage.state_store import ModelMismatchError, StateStore
     from transforms.sinks import duckdb_transient, retry_with_backoff
@@ -348,12 +352,14 @@ def _prepare_state_store(path: str, opts: ScreeningOptions) -> None:
     store = retry_with_backoff(lambda: StateStore(path), duckdb_transient,
                                opts.sink_retry_seconds, f"opening DuckDB store {path}")
     try:
-        store.check_model(PortableModel.load(opts.model).version)
+        version = PortableModel.load(opts.model).version
+        store.check_model(version)
         store.discard_staging()
     except ModelMismatchError as e:
         raise OptionsError(str(e)) from None
     finally:
         _close_stores()
+    return version
 
 
 def _stop_streaming(result, spec: StateSpec, cancel_wait_s: float = 5.0) -> None:
@@ -393,16 +399,15 @@ def _users_changed(state_path: str, run_ids: list[str]) -> int:
 
 
 def _run_one(options: PipelineOptions, opts: ScreeningOptions, state_path: str | None,
+             model_version: str | None,
              piece: Slice | None, run_ids: list[str]) -> dict[str, int]:
     """One pipeline run (a slice, or the whole input); then its state and offsets commit."""
     from storage.state_store import end_run, run_state
 
     spec = None
     if state_path is not None:
-        from models.portable import PortableModel
-
         spec = StateSpec(path=state_path, run_id=uuid.uuid4().hex,
-                         model_version=PortableModel.load(opts.model).version,
+                         model_version=model_version,
                          ttl_s=opts.state_ttl_days * 86_400,
                          streaming=options.view_as(StandardOptions).streaming,
                          snapshot_every_s=opts.snapshot_seconds)
