@@ -31,6 +31,7 @@ clock is deleted at each commit or snapshot, and treated as absent when read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -211,26 +212,20 @@ class StateStore:
         the number of user states written.
         """
         con = self._con
-        with _lock():
-            con.execute("BEGIN TRANSACTION")
-            try:
-                n = _first(con.execute(
-                    "select count(*) from user_state_staging where run_id = ?",
-                    [run_id]).fetchall())[0]
-                con.execute(
-                    "insert or replace into user_state select user_id, model_version, state, "
-                    "writings, last_event, now()::timestamp, run_id from user_state_staging "
-                    "where run_id = ?", [run_id])
-                con.execute("delete from user_state_staging")
-                for source, group, partition, offset in offsets:
-                    con.execute("insert or replace into source_offsets values "
-                                "(?, ?, ?, ?, now()::timestamp)",
-                                [source, group, partition, offset])
-                self._advance_clock_and_expire(model_version, ttl_s)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        with _lock(), _transaction(con):
+            n = _first(con.execute(
+                "select count(*) from user_state_staging where run_id = ?",
+                [run_id]).fetchall())[0]
+            con.execute(
+                "insert or replace into user_state select user_id, model_version, state, "
+                "writings, last_event, now()::timestamp, run_id from user_state_staging "
+                "where run_id = ?", [run_id])
+            con.execute("delete from user_state_staging")
+            for source, group, partition, offset in offsets:
+                con.execute("insert or replace into source_offsets values "
+                            "(?, ?, ?, ?, now()::timestamp)",
+                            [source, group, partition, offset])
+            self._advance_clock_and_expire(model_version, ttl_s)
         return int(n)
 
     def snapshot_rows(self, run_id: str, model_version: str, ttl_s: float, rows: list[tuple],
@@ -238,19 +233,13 @@ class StateStore:
         """A streaming run's changed states straight into ``user_state``, and the users
         whose expiry timer fired out of it, in one transaction."""
         gone = list(expired)
-        with _lock():
-            self._con.execute("BEGIN TRANSACTION")
-            try:
-                if gone:
-                    self._con.executemany("delete from user_state where user_id = ?",
-                                          [[u] for u in gone])
-                if rows:
-                    self._upsert("user_state", run_id, model_version, rows)
-                self._advance_clock_and_expire(model_version, ttl_s)
-                self._con.execute("COMMIT")
-            except BaseException:
-                self._con.execute("ROLLBACK")
-                raise
+        with _lock(), _transaction(self._con):
+            if gone:
+                self._con.executemany("delete from user_state where user_id = ?",
+                                      [[u] for u in gone])
+            if rows:
+                self._upsert("user_state", run_id, model_version, rows)
+            self._advance_clock_and_expire(model_version, ttl_s)
         return len(rows)
 
     def discard_staging(self) -> None:
@@ -301,6 +290,29 @@ class StateStore:
         row = _first(self._con.execute("select value from state_meta where key = ?",
                                        [CLOCK]).fetchall())
         return float(row[0]) if row else float("-inf")
+
+
+@contextlib.contextmanager
+def _transaction(con: duckdb.DuckDBPyConnection):
+    """BEGIN ... COMMIT, rolled back on any exception, Ctrl-C included.
+
+    A Ctrl-C can land while DuckDB is starting or ending the transaction, or
+    DuckDB may already have ended it when it interrupted a statement; then
+    there is nothing to roll back, and the rollback's own error ("no
+    transaction is active") must not hide the interrupt or the real failure.
+    """
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error as e:
+            if "no transaction is active" not in str(e):
+                raise
+            log.debug("rollback after an interrupt: %s", e)
+        raise
 
 
 def _first(rows: list) -> tuple | None:

@@ -239,3 +239,29 @@ def test_bigquery_output_with_a_duckdb_state_store(bq_emulator, tmp_path: Path) 
         reference, f"select {', '.join(cols)} from scores"))
     assert got == want
     assert _rows(state, STATE) == _rows(reference, STATE)
+
+
+def test_a_state_transaction_rolls_back_and_an_interrupt_is_not_hidden(tmp_path) -> None:
+    """What a failed or interrupted state write leaves: nothing, and the real reason.
+
+    A Ctrl-C during a sliced run once surfaced as DuckDB's "cannot rollback -
+    no transaction is active" instead of the interrupt: DuckDB had already
+    ended the transaction when the rollback ran.
+    """
+    from storage.state_store import _transaction, ensure_state_schema
+
+    con = duckdb.connect(str(tmp_path / "s.duckdb"))
+    ensure_state_schema(con)
+    row = ["u1", "m", b"\x01", 1, 0.0]
+    with pytest.raises(ValueError, match="boom"), _transaction(con):
+        con.execute("insert into user_state values (?, ?, ?, ?, ?, now()::timestamp, 'r')", row)
+        raise ValueError("boom")
+    assert con.execute("select count(*) from user_state").fetchall() == [(0,)]
+    # The transaction already ended when the interrupt arrives: the interrupt
+    # comes out, not the rollback's error.
+    with pytest.raises(KeyboardInterrupt), _transaction(con):
+        con.execute("ROLLBACK")
+        raise KeyboardInterrupt
+    with _transaction(con):
+        con.execute("insert into user_state values (?, ?, ?, ?, ?, now()::timestamp, 'r')", row)
+    assert con.execute("select count(*) from user_state").fetchall() == [(1,)]

@@ -41,9 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import apache_beam as beam
-from apache_beam.coders import Coder
+from apache_beam.coders import BytesCoder
 from apache_beam.metrics import Metrics
-from apache_beam.runners.worker.statecache import CacheAware
 from apache_beam.transforms.timeutil import TimeDomain
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec, TimerSpec, on_timer
 from apache_beam.utils.timestamp import Timestamp
@@ -70,38 +69,6 @@ from transforms import beam_tuning
 
 __all__ = ["ALERTS", "DEFAULT_STATE_TTL_S", "SCORES", "WRITINGS", "BatchByUser", "ScoreUsers",
            "alert_id", "expiry_slot", "shared_scorer"]
-
-
-class CachedUserState(UserState, CacheAware):
-    """UserState that tells Beam's state cache its size without a deep walk.
-
-    The SDK harness sizes every cached state value; walking the per-term dict
-    cost more than scoring. The estimate counts the dict entries instead.
-    """
-
-    __slots__ = ()
-
-    def get_referents_for_cache(self) -> list:
-        return []
-
-    def __sizeof__(self) -> int:
-        return 200 + 100 * len(self.counts) + 90 * len(self.recent)
-
-
-class UserStateCoder(Coder):
-    """Beam coder for UserState: its compact, versioned byte encoding."""
-
-    def encode(self, value: UserState) -> bytes:
-        return value.to_bytes()
-
-    def decode(self, encoded: bytes) -> UserState:
-        return CachedUserState.from_bytes(encoded)
-
-    def is_deterministic(self) -> bool:
-        return True
-
-    def to_type_hint(self):
-        return UserState
 
 
 _SCORERS: dict[tuple, IncrementalScorer] = {}
@@ -132,7 +99,14 @@ def shared_scorer(model_dir: str | None) -> IncrementalScorer:
 
 
 class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
-    USER_STATE = ReadModifyWriteStateSpec("user_state", UserStateCoder())
+    # The state holds the user's UserState *bytes* (its compact, versioned
+    # encoding), decoded once per batch: a batch runner keeps every value a
+    # bundle wrote until the bundle ends, and a slice's scoring stage is one
+    # bundle, so decoded states (~11 KiB a user at 10 writings, against ~0.8 KiB
+    # encoded) made peak memory grow with the users a slice meets. The bytes
+    # on the wire are what the former UserState coder wrote (a length-prefixed
+    # ``to_bytes()``), so existing checkpoints and savepoints read the same.
+    USER_STATE = ReadModifyWriteStateSpec("user_state", BytesCoder())
     EXPIRY = TimerSpec("expiry", TimeDomain.WATERMARK)
 
     def __init__(self, model_dir: str | None, policy: IncrementalPolicy, state_ttl_s: float,
@@ -188,9 +162,9 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
                 stored = run_state(self._spec).lookup(user_id)
             if stored:
                 self._resumed.inc()
-                return CachedUserState.from_bytes(stored)
+                return UserState.from_bytes(stored)
         self._new_users.inc()
-        return CachedUserState()
+        return UserState()
 
     def process(
         self,
@@ -202,11 +176,13 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
         stored = None
         if type(subs) is tuple:  # (submissions, stored state) with a state store
             subs, stored = subs
-        state = user_state.read()
+        raw = user_state.read()
         resumed = False
-        if state is None:
+        if raw is None:
             state = self._initial_state(user_id, stored)
             resumed = state.n > 0  # from the store: no timer of this run covers it yet
+        else:
+            state = UserState.from_bytes(raw)
         result = BatchResult()
         for output, record in self._processor.process(user_id, state, subs, result):
             if output == SCORES:
@@ -223,10 +199,10 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
         if result.changed:  # else only redeliveries: nothing changed
             self._scored.inc(result.scored)
             progress.tick("scored", result.scored)
-            user_state.write(state)
+            data = state.to_bytes()
+            user_state.write(data)
             if self._spec is not None:
-                # Encoded now (the state object lives on in the runner's cache).
-                self._changed[user_id] = (state.to_bytes(), state.n, state.last_event)
+                self._changed[user_id] = (data, state.n, state.last_event)
                 if len(self._changed) >= self.CHANGED_BATCH:
                     self._hand_over()
             if resumed or result.timer_moves(state, self._ttl):
