@@ -11,6 +11,8 @@ import logging
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import apache_beam as beam
 import duckdb
@@ -29,20 +31,29 @@ def _lines(n: int) -> list[bytes]:
 
 
 class LockHolder:
-    """Another process that opens the DuckDB file (taking its lock) for a while."""
+    """Another process that opens the DuckDB file (taking its lock) for a while.
 
-    def __init__(self, db, seconds: float) -> None:
+    With ``seconds=None`` it holds the lock until :meth:`release`.
+    """
+
+    def __init__(self, db, seconds: float | None) -> None:
+        wait = "sys.stdin.readline()" if seconds is None else f"time.sleep({seconds})"
         code = textwrap.dedent(f"""
             import sys, time, duckdb
             con = duckdb.connect({str(db)!r})
             print("locked", flush=True)
-            time.sleep({seconds})
+            {wait}
             con.close()
             print("released", flush=True)
         """)
         self.proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                     text=True)
+                                     stdin=subprocess.PIPE, text=True)
         assert self.proc.stdout.readline().strip() == "locked"
+
+    def release(self) -> None:
+        self.proc.stdin.write("release\n")
+        self.proc.stdin.flush()
+        self.wait_released()
 
     def wait_released(self) -> None:
         assert self.proc.stdout.readline().strip() == "released"
@@ -87,22 +98,50 @@ def test_backoff_doubles_caps_and_gives_up():
 
 
 @pytest.mark.slow
-def test_a_locked_store_makes_the_pipeline_wait_not_drop(tmp_path, caplog):
+def test_a_locked_store_makes_the_pipeline_wait_not_drop(tmp_path):
     lines = _lines(60)
     src = write_jsonl(tmp_path / "in.jsonl", lines)
     db = tmp_path / "out.duckdb"
     duckdb.connect(str(db)).close()
-    holder = LockHolder(db, seconds=4)
+    # The lock is released only once the run has been seen waiting for it, so
+    # the test does not depend on how long the run takes to start.
+    retries: list[str] = []
+    waiting = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "retrying in" in record.getMessage():
+                retries.append(record.getMessage())
+                waiting.set()
+
+    seen = Seen(logging.WARNING)
+    logging.getLogger().addHandler(seen)
+    holder = LockHolder(db, seconds=None)
+    done: dict = {}
+
+    def job() -> None:
+        try:
+            done["summary"] = run(["--input", f"file://{src}", "--output", f"duckdb://{db}",
+                                   "--raw-user-ids", "--sink-retry-seconds", "120"],
+                                  show_progress=False)
+        except BaseException as e:  # reported below
+            done["error"] = e
+
+    worker = threading.Thread(target=job)
     try:
-        with caplog.at_level(logging.WARNING, logger="transforms.sinks"):
-            summary = run(["--input", f"file://{src}", "--output", f"duckdb://{db}",
-                           "--raw-user-ids", "--sink-retry-seconds", "120"],
-                          show_progress=False)
-        holder.wait_released()
+        worker.start()
+        assert waiting.wait(120), "the store was never found locked"
+        time.sleep(1)  # a retry or two more, still locked
+        holder.release()
+        worker.join(180)
     finally:
         holder.stop()
-    retries = [r.getMessage() for r in caplog.records if "retrying in" in r.getMessage()]
-    assert retries and "lock" in retries[0], "the store was never found locked"
+        logging.getLogger().removeHandler(seen)
+    assert not worker.is_alive(), "the run did not finish after the lock was released"
+    if "error" in done:
+        raise done["error"]
+    summary = done["summary"]
+    assert "lock" in retries[0]
     assert summary.balanced and summary.scored == len(lines)
     assert _count(db, "scores") == len(lines)
 
