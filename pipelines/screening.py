@@ -53,6 +53,12 @@ class Slice:
     kafka: list | None = None
 
 
+def _bounded_input(opts: ScreeningOptions) -> bool:
+    """Files, and Kafka read up to the end offsets seen at start (--until-caught-up)."""
+    kind = parse_source_uri(opts.input)[0]
+    return kind == "file" or (kind == "kafka" and opts.until_caught_up)
+
+
 def build(p: beam.Pipeline, opts: ScreeningOptions,
           after_success: list | None = None, state_spec: StateSpec | None = None,
           piece: Slice | None = None) -> dict[str, beam.PCollection]:
@@ -82,6 +88,7 @@ def build(p: beam.Pipeline, opts: ScreeningOptions,
         dedupe_window=opts.dedupe_window,
         store_text=not opts.no_store_text,
         state_spec=state_spec,
+        expiry_timers=not _bounded_input(opts),
     )
     dead = (parsed[DEAD_LETTERS], scored[DEAD_LETTERS]) | "MergeDeadLetters" >> beam.Flatten()
     results = {SCORES: scored[SCORES], ALERTS: scored[ALERTS], DEAD_LETTERS: dead}

@@ -19,7 +19,10 @@ they write again, they start from zero. The timer is set to the end of the
 TTL rounded up to a slack of ``min(TTL / 64, 1 day)``, and only moved when a
 writing moves it into a later slot (setting a timer on every writing cost
 more than a tenth of the pipeline's time): a user is forgotten between the TTL
-and the TTL plus that slack after their last writing.
+and the TTL plus that slack after their last writing. Bounded inputs set no
+timers (``expiry_timers=False``): their watermark jumps to the end only when
+the run ends, so the timers would all fire then, forgetting nothing earlier;
+across runs the state store applies the same TTL when a run commits.
 
 With a ``state_spec`` (in-process runs with a state store, see
 :mod:`storage.state_store`), ``BatchByUser`` also looks up, in one query per
@@ -111,8 +114,9 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
 
     def __init__(self, model_dir: str | None, policy: IncrementalPolicy, state_ttl_s: float,
                  dedupe_window: int, top_n: int, store_text: bool,
-                 state_spec: StateSpec | None = None) -> None:
+                 state_spec: StateSpec | None = None, expiry_timers: bool = True) -> None:
         self._model_dir = model_dir
+        self._timers = expiry_timers
         self._spec = state_spec
         self._changed: dict[str, tuple[bytes, int, float]] = {}
         self._store_text = store_text
@@ -205,7 +209,7 @@ class _ScoreUserDoFn(beam_tuning.CachedSignatures, beam.DoFn):
                 self._changed[user_id] = (data, state.n, state.last_event)
                 if len(self._changed) >= self.CHANGED_BATCH:
                     self._hand_over()
-            if resumed or result.timer_moves(state, self._ttl):
+            if self._timers and (resumed or result.timer_moves(state, self._ttl)):
                 expiry.set(Timestamp.of(expiry_slot(state.last_event, self._ttl)))
 
     @on_timer(EXPIRY)
@@ -287,7 +291,12 @@ class ScoreUsers(beam.PTransform):
         top_n: int = 8,
         store_text: bool = True,
         state_spec: StateSpec | None = None,
+        expiry_timers: bool = True,
     ) -> None:
+        """``expiry_timers=False`` for a bounded input: its watermark only moves
+        at the end of the run, so every timer would fire then, clearing every
+        user at once (a pass over all of them that forgets nothing a later run
+        needs: the state store applies the TTL when the run commits)."""
         super().__init__()
         self._spec = state_spec
         if state_ttl_s <= 0:
@@ -295,7 +304,7 @@ class ScoreUsers(beam.PTransform):
         if dedupe_window < 1:
             raise ValueError("dedupe window must be at least 1")
         self._fn = _ScoreUserDoFn(model_dir, policy, state_ttl_s, dedupe_window, top_n,
-                                  store_text, state_spec)
+                                  store_text, state_spec, expiry_timers)
 
     def expand(self, submissions):
         # Local streaming runs: the DirectRunner scans every user's expiry timer

@@ -12,7 +12,7 @@ CREATE TABLE IF NOT EXISTS scores (
     model_version VARCHAR NOT NULL,
     source VARCHAR NOT NULL,
     processed_at TIMESTAMP,
-    PRIMARY KEY (user_id, submission_id, model_version)
+    PRIMARY KEY (submission_id, user_id, model_version)
 );
 
 CREATE TABLE IF NOT EXISTS alerts (
@@ -53,7 +53,7 @@ CREATE TABLE IF NOT EXISTS writings (
     title VARCHAR NOT NULL,
     body VARCHAR NOT NULL,
     source VARCHAR NOT NULL,
-    PRIMARY KEY (user_id, submission_id)
+    PRIMARY KEY (submission_id, user_id)
 );
 
 CREATE TABLE IF NOT EXISTS labels (
