@@ -314,6 +314,12 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError("--max-future-skew-hours must not be negative")
     if opts.sink_retry_seconds < 0:
         raise OptionsError("--sink-retry-seconds must not be negative")
+    from storage.duckdb_store import memory_limit_mb
+
+    try:
+        memory_limit_mb()
+    except ValueError as e:
+        raise OptionsError(str(e)) from None
     try:
         scheme, location = parse_source_uri(opts.input)
         if scheme == "file":

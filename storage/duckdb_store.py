@@ -8,11 +8,22 @@ ignored, so a retried or replayed write leaves one row.
 DuckDB allows one writing process per file. Within a process, every user of a
 path shares one connection (:func:`shared_connection`), which is how several
 sink DoFns of an in-process pipeline write to the same file.
+
+Memory: DuckDB's own default lets its cache grow to 80 % of the machine's RAM,
+and it caches every page a run reads (a state prefetch scans the whole
+``user_state`` table), so an in-process run's memory grew with the store. A
+shared connection starts with ``memory_limit`` at ``EARLYRISK_DUCKDB_MEMORY_MB``
+(default 512; 0 keeps DuckDB's default), where DuckDB evicts clean pages. What
+it cannot evict (index nodes an insert touched, data not yet checkpointed)
+may need more: a statement that runs out of memory doubles the limit
+(:func:`grow_memory_limits`, logged) and is retried, up to DuckDB's default.
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
+import os
 import threading
 from collections.abc import Iterable, Sequence
 from operator import attrgetter
@@ -22,6 +33,10 @@ from typing import Any
 import duckdb
 
 from models.records import TABLES, Table
+
+log = logging.getLogger(__name__)
+MEMORY_LIMIT_ENV = "EARLYRISK_DUCKDB_MEMORY_MB"
+DEFAULT_MEMORY_LIMIT_MB = 512
 
 DEFAULT_DB_PATH = Path("earlyrisk.duckdb")
 
@@ -73,6 +88,62 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 _lock = threading.Lock()
 _shared: dict[str, list[Any]] = {}  # path -> [connection, refcount]
+_limits: dict[str, int] = {}  # path -> the connection's memory limit, MiB
+
+
+def memory_limit_mb() -> int | None:
+    """The starting ``memory_limit`` of shared connections (None: DuckDB's default)."""
+    raw = os.environ.get(MEMORY_LIMIT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MEMORY_LIMIT_MB
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{MEMORY_LIMIT_ENV}={raw!r}: not a whole number of MiB") from None
+    if value < 0:
+        raise ValueError(f"{MEMORY_LIMIT_ENV}={raw!r}: must be 0 (DuckDB's default) or more")
+    return value or None
+
+
+def _memory_ceiling_mb() -> int:
+    """DuckDB's own default limit: 80 % of physical memory."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8) >> 20
+    except (ValueError, OSError):
+        return 1 << 20
+
+
+def grow_memory_limits() -> bool:
+    """After DuckDB ran out of memory: double each shared connection's limit.
+
+    Call it with no statement running (outside :func:`connection_lock`).
+    Returns False when no limit could grow (all at DuckDB's default or above),
+    so the caller raises instead of retrying.
+    """
+    ceiling = _memory_ceiling_mb()
+    grew = False
+    with _lock:
+        for key, (con, _) in _shared.items():
+            current = _limits.get(key)
+            if current is None or current >= ceiling:
+                continue
+            new = min(current * 2, ceiling)
+            con.execute(f"SET memory_limit = '{new}MiB'")
+            _limits[key] = new
+            grew = True
+            log.warning("DuckDB store %s ran out of memory at %d MiB; its limit is now %d MiB "
+                        "(%s sets where it starts)", key, current, new, MEMORY_LIMIT_ENV)
+    return grew
+
+
+def retry_out_of_memory(action):
+    """``action()``, retried with a grown memory limit while DuckDB runs out of memory."""
+    while True:
+        try:
+            return action()
+        except duckdb.OutOfMemoryException:
+            if not grow_memory_limits():
+                raise
 
 
 def shared_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
@@ -84,6 +155,10 @@ def shared_connection(path: str | Path) -> duckdb.DuckDBPyConnection:
             Path(key).parent.mkdir(parents=True, exist_ok=True)
             con = duckdb.connect(key)
             ensure_schema(con)
+            limit = memory_limit_mb()
+            if limit is not None:
+                con.execute(f"SET memory_limit = '{limit}MiB'")
+                _limits[key] = limit
             entry = _shared[key] = [con, 0]
         entry[1] += 1
         return entry[0]
@@ -113,6 +188,7 @@ def release_connection(path: str | Path, close_if_unused: bool = False) -> None:
             if close_if_unused and entry[1] == 0:
                 entry[0].close()
                 del _shared[key]
+                _limits.pop(key, None)
 
 
 def close_all() -> None:
@@ -121,6 +197,7 @@ def close_all() -> None:
         for con, _ in _shared.values():
             con.close()
         _shared.clear()
+        _limits.clear()
 
 
 atexit.register(close_all)

@@ -32,6 +32,7 @@ clock is deleted at each commit or snapshot, and treated as absent when read.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -95,6 +96,17 @@ def ensure_state_schema(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(ddl)
 
 
+def _memory_retried(method):
+    """Retry a store operation that ran out of DuckDB memory with a grown limit
+    (storage.duckdb_store.retry_out_of_memory), outside the connection lock."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        from storage.duckdb_store import retry_out_of_memory
+
+        return retry_out_of_memory(lambda: method(*args, **kwargs))
+    return wrapper
+
+
 @dataclass(frozen=True)
 class StateSpec:
     """What a DoFn needs to find the state store (picklable: a path and ids)."""
@@ -150,6 +162,7 @@ class StateStore:
                 "select value from state_meta where key = ?", [CLOCK]).fetchall())
         return float(row[0]) if row else float("-inf")
 
+    @_memory_retried
     def load(self, user_ids: Iterable[str], ttl_s: float,
              clock: float | None = None) -> dict[str, bytes]:
         """Encoded states of those of ``user_ids`` that have one and have not expired."""
@@ -169,6 +182,7 @@ class StateStore:
                 self._con.unregister("_earlyrisk_ids")
         return {u: bytes(b) for u, b, last in rows if expiry_slot(last, ttl_s) > clock}
 
+    @_memory_retried
     def load_one(self, user_id: str, ttl_s: float, clock: float) -> bytes | None:
         with _lock():
             row = _first(self._con.execute(
@@ -196,6 +210,7 @@ class StateStore:
         return {int(p): int(o) for p, o in rows}
 
     # -- writing ----------------------------------------------------------------------
+    @_memory_retried
     def stage_rows(self, run_id: str, model_version: str, rows: list[tuple]) -> int:
         """A running pipeline's changed states, (user, bytes, writings, last event), to staging."""
         if not rows:
@@ -204,6 +219,7 @@ class StateStore:
             self._upsert("user_state_staging", run_id, model_version, rows)
         return len(rows)
 
+    @_memory_retried
     def commit(self, run_id: str, model_version: str, ttl_s: float,
                offsets: Iterable[tuple[str, str, int, int]] = ()) -> int:
         """After a successful run: its staged states and source offsets, in one transaction.
@@ -228,6 +244,7 @@ class StateStore:
             self._advance_clock_and_expire(model_version, ttl_s)
         return int(n)
 
+    @_memory_retried
     def snapshot_rows(self, run_id: str, model_version: str, ttl_s: float, rows: list[tuple],
                       expired: Iterable[str] = ()) -> int:
         """A streaming run's changed states straight into ``user_state``, and the users

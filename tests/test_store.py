@@ -1,3 +1,6 @@
+import duckdb
+import pytest
+
 from models.records import TABLES
 from storage.duckdb_store import (
     insert_rows,
@@ -31,3 +34,40 @@ def test_every_table_has_documented_columns():
     for t in TABLES.values():
         assert t.doc and all(c.doc for c in t.columns)
         assert set(t.primary_key) <= {c.name for c in t.columns}
+
+
+@pytest.mark.slow
+def test_a_store_out_of_memory_grows_its_limit_and_loses_nothing(tmp_path, monkeypatch, caplog):
+    """DuckDB caps its cache at EARLYRISK_DUCKDB_MEMORY_MB; a run that needs more
+    (a deliberately tiny 1 MiB here) doubles the limit and retries, and ends
+    with the same rows as a run with the default limit."""
+    import logging
+
+    from pipelines.screening import run
+
+    def rows(db):
+        con = duckdb.connect(str(db), read_only=True)
+        try:
+            return [con.execute(f"select count(*) from {t}").fetchone()[0]
+                    for t in ("scores", "alerts", "writings", "user_state")]
+        finally:
+            con.close()
+
+    argv = ["--raw-user-ids", "--output"]
+    run(argv + [f"duckdb://{tmp_path / 'default.duckdb'}"], show_progress=False)
+    monkeypatch.setenv("EARLYRISK_DUCKDB_MEMORY_MB", "1")
+    with caplog.at_level(logging.WARNING, logger="storage.duckdb_store"):
+        summary = run(argv + [f"duckdb://{tmp_path / 'tiny.duckdb'}"], show_progress=False)
+    assert any("ran out of memory at 1 MiB" in r.getMessage() for r in caplog.records)
+    assert summary.balanced
+    assert rows(tmp_path / "tiny.duckdb") == rows(tmp_path / "default.duckdb")
+
+
+def test_a_bad_store_memory_limit_is_a_one_line_error(monkeypatch):
+    from storage.duckdb_store import memory_limit_mb
+
+    monkeypatch.setenv("EARLYRISK_DUCKDB_MEMORY_MB", "lots")
+    with pytest.raises(ValueError, match="whole number"):
+        memory_limit_mb()
+    monkeypatch.setenv("EARLYRISK_DUCKDB_MEMORY_MB", "0")
+    assert memory_limit_mb() is None
