@@ -292,6 +292,7 @@ def _check_input_file(location: str) -> None:
 def validate(opts: ScreeningOptions) -> None:
     """Raise OptionsError with a one-line reason for any bad value."""
     from models.portable import ModelFormatError, PortableModel
+    from storage.duckdb_store import memory_limit_mb
     from transforms.sinks import SinkURIError, parse_sink_uri
     from transforms.sources import SourceURIError, parse_source_uri
 
@@ -314,8 +315,6 @@ def validate(opts: ScreeningOptions) -> None:
         raise OptionsError("--max-future-skew-hours must not be negative")
     if opts.sink_retry_seconds < 0:
         raise OptionsError("--sink-retry-seconds must not be negative")
-    from storage.duckdb_store import memory_limit_mb
-
     try:
         memory_limit_mb()
     except ValueError as e:

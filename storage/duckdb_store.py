@@ -225,14 +225,19 @@ def _arrow_table(table: Table, columns: dict[str, list]):
 def _insert(con: duckdb.DuckDBPyConnection, table: Table, columns: dict[str, list]) -> None:
     batch = _arrow_table(table, columns)
     cols = ", ".join(c.name for c in table.columns)
-    with _lock:
-        con.register("_earlyrisk_batch", batch)
-        try:
-            con.execute(
-                f"INSERT OR IGNORE INTO {table.name} ({cols}) SELECT {cols} FROM _earlyrisk_batch"
-            )
-        finally:
-            con.unregister("_earlyrisk_batch")
+
+    def write() -> None:
+        with _lock:
+            con.register("_earlyrisk_batch", batch)
+            try:
+                con.execute(f"INSERT OR IGNORE INTO {table.name} ({cols}) "
+                            f"SELECT {cols} FROM _earlyrisk_batch")
+            finally:
+                con.unregister("_earlyrisk_batch")
+
+    # Every sink's write (Beam and Flink) comes through here: out of memory
+    # grows the limit and writes again (the lock is released in between).
+    retry_out_of_memory(write)
 
 
 def insert_rows(con: duckdb.DuckDBPyConnection, table_name: str,

@@ -61,19 +61,13 @@ def duckdb_transient(e: BaseException) -> bool:
     DuckDB raises IOException both for a file locked by another process or a
     failed write (disk full, I/O error), which may pass and are retried, and
     for a path that can never work (a directory, no permission), which fails
-    at once. Out of memory is transient while the store's memory limit can
-    still grow (it is grown here, before the retry).
+    at once. (Out of memory is handled below this, where DuckDB is written:
+    storage.duckdb_store.retry_out_of_memory grows the limit and writes again.)
     """
     import errno
 
     import duckdb
 
-    if isinstance(e, duckdb.OutOfMemoryException):
-        # The store's memory limit (storage.duckdb_store) is raised, if it can
-        # be, before the retry: what DuckDB could not evict needs more room.
-        from storage.duckdb_store import grow_memory_limits
-
-        return grow_memory_limits()
     if isinstance(e, OSError) and not isinstance(e, duckdb.Error):
         return e.errno in (errno.EAGAIN, errno.EBUSY, errno.EIO, errno.ENOSPC, errno.EDQUOT,
                            errno.EINTR)
