@@ -24,6 +24,18 @@ the same DuckDB file as the rows it produced:
 A streaming run, which never finishes, writes its changed states straight to
 ``user_state`` (:meth:`StateStore.snapshot`) every few seconds and when it stops.
 
+Memory: ``user_state`` and ``user_state_staging`` have no primary key. User
+ids are random with respect to the order states are written, so every commit
+of a slice touched a path of the key's index under each of its users, and
+DuckDB keeps the index nodes an insert touched in memory, beyond its memory
+limit: a sliced run over 500k users peaked near 1.2 GiB in the store alone
+(86k users: 0.8 GiB). One row per user is kept by the writers instead: a
+commit deletes the users it writes and inserts each one's latest staged row
+(``seq`` orders them), in one transaction, and a DuckDB file has a single
+writing process. Reads join on ``user_id``, a scan of the table that DuckDB
+can evict as it goes. Stores made before this are rebuilt without the keys
+when first opened (:func:`ensure_state_schema`).
+
 Expiry: a state whose expiry slot (``--state-ttl-days`` after its last writing,
 see :func:`models.engine.expiry_slot`) is at or before the store's event-time
 clock is deleted at each commit or snapshot, and treated as absent when read.
@@ -47,6 +59,7 @@ from models.engine import expiry_slot
 STATE_TABLES = ("user_state", "user_state_staging", "source_offsets", "state_meta")
 
 STATE_DDL = (
+    # No primary key on the two per-user tables, on purpose: see "Memory" above.
     """CREATE TABLE IF NOT EXISTS user_state (
     user_id VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL,
@@ -54,17 +67,16 @@ STATE_DDL = (
     writings BIGINT NOT NULL,
     last_event DOUBLE NOT NULL,
     updated_at TIMESTAMP NOT NULL,
-    run_id VARCHAR NOT NULL,
-    PRIMARY KEY (user_id)
+    run_id VARCHAR NOT NULL
 );""",
     """CREATE TABLE IF NOT EXISTS user_state_staging (
     run_id VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
     user_id VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL,
     state BLOB NOT NULL,
     writings BIGINT NOT NULL,
-    last_event DOUBLE NOT NULL,
-    PRIMARY KEY (run_id, user_id)
+    last_event DOUBLE NOT NULL
 );""",
     """CREATE TABLE IF NOT EXISTS source_offsets (
     source VARCHAR NOT NULL,
@@ -87,13 +99,52 @@ CLOCK = "event_clock"
 MODEL = "model_version"
 
 
+_next_seq = 0  # staged rows are numbered in the order written (under the connection lock)
+
+
+def _take_seq(n: int) -> int:
+    """The first of ``n`` consecutive staging sequence numbers."""
+    global _next_seq
+    first, _next_seq = _next_seq, _next_seq + n
+    return first
+
+
 class ModelMismatchError(ValueError):
     """The store's state was built by another model (one-line reason)."""
 
 
 def ensure_state_schema(con: duckdb.DuckDBPyConnection) -> None:
+    _migrate_keyed_tables(con)
     for ddl in STATE_DDL:
         con.execute(ddl)
+
+
+def _migrate_keyed_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Stores written before the per-user tables lost their primary key: rebuild
+    ``user_state`` without it (same rows) and drop ``user_state_staging`` (only
+    a commit of the run that staged them reads its rows, and no run is active:
+    a DuckDB file has one writing process)."""
+    keyed = {r[0] for r in con.execute(
+        "select table_name from duckdb_constraints() where constraint_type = 'PRIMARY KEY' "
+        "and table_name in ('user_state', 'user_state_staging') "
+        "and database_name = current_database()").fetchall()}
+    if not keyed:
+        return
+    with _transaction(con):
+        if "user_state_staging" in keyed:
+            con.execute("drop table user_state_staging")
+        if "user_state" in keyed:
+            con.execute("alter table user_state rename to user_state_keyed")
+            con.execute(STATE_DDL[0])
+            con.execute("insert into user_state select * from user_state_keyed")
+            con.execute("drop table user_state_keyed")
+    log.info("state tables of %s rebuilt without primary keys", _database_path(con))
+
+
+def _database_path(con: duckdb.DuckDBPyConnection) -> str:
+    rows = con.execute("select path from duckdb_databases() "
+                       "where database_name = current_database()").fetchall()
+    return rows[0][0] if rows and rows[0][0] else "the store"
 
 
 def _memory_retried(method):
@@ -232,10 +283,15 @@ class StateStore:
             n = _first(con.execute(
                 "select count(*) from user_state_staging where run_id = ?",
                 [run_id]).fetchall())[0]
+            # Each user's latest staged state replaces its stored one (a user a
+            # retried bundle staged twice has several; the last one wins).
+            con.execute("delete from user_state where user_id in (select user_id from "
+                        "user_state_staging where run_id = ?)", [run_id])
             con.execute(
-                "insert or replace into user_state select user_id, model_version, state, "
-                "writings, last_event, now()::timestamp, run_id from user_state_staging "
-                "where run_id = ?", [run_id])
+                "insert into user_state select user_id, model_version, state, writings, "
+                "last_event, now()::timestamp, run_id from user_state_staging "
+                "where run_id = ? qualify row_number() over (partition by user_id "
+                "order by seq desc) = 1", [run_id])
             con.execute("delete from user_state_staging")
             for source, group, partition, offset in offsets:
                 con.execute("insert or replace into source_offsets values "
@@ -265,13 +321,18 @@ class StateStore:
             self._con.execute("delete from user_state_staging")
 
     def _upsert(self, table: str, run_id: str, model_version: str, rows: list[tuple]) -> None:
+        """Write changed states, ``rows`` one per user: appended to the staging table
+        (numbered, the latest per user wins at commit), or replacing the users'
+        rows of ``user_state`` (call inside a transaction)."""
         import pyarrow as pa
 
         users, blobs, writings, last = zip(*rows)
         last = [x if x > float("-inf") else 0.0 for x in last]
         n = len(users)
+        first = _take_seq(n)
         batch = pa.table({
             "run_id": pa.array([run_id] * n, pa.string()),
+            "seq": pa.array(range(first, first + n), pa.int64()),
             "user_id": pa.array(users, pa.string()),
             "model_version": pa.array([model_version] * n, pa.string()),
             "state": pa.array(blobs, pa.binary()),
@@ -281,12 +342,14 @@ class StateStore:
         self._con.register("_earlyrisk_states", batch)
         try:
             if table == "user_state":
+                self._con.execute("delete from user_state where user_id in "
+                                  "(select user_id from _earlyrisk_states)")
                 self._con.execute(
-                    "insert or replace into user_state select user_id, model_version, state, "
+                    "insert into user_state select user_id, model_version, state, "
                     "writings, last_event, now()::timestamp, run_id from _earlyrisk_states")
             else:
                 self._con.execute(
-                    "insert or replace into user_state_staging select run_id, user_id, "
+                    "insert into user_state_staging select run_id, seq, user_id, "
                     "model_version, state, writings, last_event from _earlyrisk_states")
         finally:
             self._con.unregister("_earlyrisk_states")
