@@ -265,3 +265,62 @@ def test_a_state_transaction_rolls_back_and_an_interrupt_is_not_hidden(tmp_path)
     with _transaction(con):
         con.execute("insert into user_state values (?, ?, ?, ?, ?, now()::timestamp, 'r')", row)
     assert con.execute("select count(*) from user_state").fetchall() == [(1,)]
+
+
+def test_one_row_per_user_and_the_latest_staged_state_wins(tmp_path) -> None:
+    """``user_state`` has no primary key (docs: storage/state_store.py, 'Memory'):
+    commits and snapshots keep one row per user themselves, and a user a run
+    staged twice (a retried bundle) ends with the state staged last."""
+    from storage.duckdb_store import close_all
+    from storage.state_store import StateStore
+
+    db = tmp_path / "s.duckdb"
+    store = StateStore(db)
+    store.stage_rows("r1", "m", [("a", b"a1", 1, 10.0), ("b", b"b1", 1, 11.0)])
+    store.stage_rows("r1", "m", [("a", b"a2", 2, 12.0)])
+    store.stage_rows("killed", "m", [("a", b"never", 9, 13.0)])
+    assert store.commit("r1", "m", 1e9) == 3  # staged rows, a twice
+    store.stage_rows("r2", "m", [("b", b"b2", 2, 14.0), ("c", b"c1", 1, 14.0)])
+    store.commit("r2", "m", 1e9)
+    store.snapshot_rows("r3", "m", 1e9, [("c", b"c2", 2, 15.0), ("d", b"d1", 1, 15.0)],
+                        expired=["a"])
+    rows = store._con.execute("select user_id, state, writings, run_id from user_state "
+                              "order by user_id").fetchall()
+    assert rows == [("b", b"b2", 2, "r2"), ("c", b"c2", 2, "r3"), ("d", b"d1", 1, "r3")]
+    assert store.load(["a", "b", "c", "x"], 1e9) == {"b": b"b2", "c": b"c2"}
+    assert store._con.execute("select count(*) from user_state_staging").fetchall() == [(0,)]
+    close_all()
+
+
+def test_a_store_with_keyed_state_tables_is_rebuilt_with_its_rows(tmp_path) -> None:
+    """Stores written when ``user_state`` had a primary key on ``user_id`` (and
+    staging one on run and user): opened now, the same rows, no keys, and the
+    staging table in its new layout."""
+    from storage.duckdb_store import close_all
+    from storage.state_store import StateStore
+
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("create table user_state (user_id varchar not null, model_version varchar "
+                "not null, state blob not null, writings bigint not null, last_event double "
+                "not null, updated_at timestamp not null, run_id varchar not null, "
+                "primary key (user_id))")
+    con.execute("create table user_state_staging (run_id varchar not null, user_id varchar "
+                "not null, model_version varchar not null, state blob not null, writings "
+                "bigint not null, last_event double not null, primary key (run_id, user_id))")
+    con.execute("insert into user_state values ('u1', 'm', '\\x01'::blob, 3, 5.0, "
+                "now()::timestamp, 'old'), ('u2', 'm', '\\x02'::blob, 1, 6.0, "
+                "now()::timestamp, 'old')")
+    con.close()
+    store = StateStore(db)
+    assert store.load(["u1", "u2"], 1e9, 0.0) == {"u1": b"\x01", "u2": b"\x02"}
+    keys = store._con.execute(
+        "select table_name from duckdb_constraints() where constraint_type = 'PRIMARY KEY' "
+        "and table_name like 'user_state%'").fetchall()
+    assert keys == []
+    store.stage_rows("r", "m", [("u1", b"\x03", 4, 7.0)])
+    store.commit("r", "m", 1e9)
+    assert store.load(["u1", "u2"], 1e9) == {"u1": b"\x03", "u2": b"\x02"}
+    close_all()
+    StateStore(db)  # opening again: nothing to rebuild
+    close_all()
