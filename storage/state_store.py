@@ -114,13 +114,15 @@ class ModelMismatchError(ValueError):
     """The store's state was built by another model (one-line reason)."""
 
 
-def ensure_state_schema(con: duckdb.DuckDBPyConnection) -> None:
-    _migrate_keyed_tables(con)
+def ensure_state_schema(con: duckdb.DuckDBPyConnection) -> bool:
+    """Create the state tables; True if old keyed ones were rebuilt first."""
+    rebuilt = _migrate_keyed_tables(con)
     for ddl in STATE_DDL:
         con.execute(ddl)
+    return rebuilt
 
 
-def _migrate_keyed_tables(con: duckdb.DuckDBPyConnection) -> None:
+def _migrate_keyed_tables(con: duckdb.DuckDBPyConnection) -> bool:
     """Stores written before the per-user tables lost their primary key: rebuild
     ``user_state`` without it (same rows) and drop ``user_state_staging`` (only
     a commit of the run that staged them reads its rows, and no run is active:
@@ -130,7 +132,7 @@ def _migrate_keyed_tables(con: duckdb.DuckDBPyConnection) -> None:
         "and table_name in ('user_state', 'user_state_staging') "
         "and database_name = current_database()").fetchall()}
     if not keyed:
-        return
+        return False
     with _transaction(con):
         if "user_state_staging" in keyed:
             con.execute("drop table user_state_staging")
@@ -139,13 +141,7 @@ def _migrate_keyed_tables(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(STATE_DDL[0])
             con.execute("insert into user_state select * from user_state_keyed")
             con.execute("drop table user_state_keyed")
-    log.info("state tables of %s rebuilt without primary keys", _database_path(con))
-
-
-def _database_path(con: duckdb.DuckDBPyConnection) -> str:
-    rows = con.execute("select path from duckdb_databases() "
-                       "where database_name = current_database()").fetchall()
-    return rows[0][0] if rows and rows[0][0] else "the store"
+    return True
 
 
 def _memory_retried(method):
@@ -180,7 +176,8 @@ class StateStore:
         self.path = str(Path(path))
         self._con = shared_connection(self.path)
         with _lock():
-            ensure_state_schema(self._con)
+            if ensure_state_schema(self._con):
+                log.info("state tables of %s rebuilt without primary keys", self.path)
 
     def model_version(self) -> str | None:
         """The model the stored state belongs to (None: no state yet)."""
